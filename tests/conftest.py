@@ -1,0 +1,45 @@
+"""Test setup: the Triton interpreter on machines without CUDA, set before any kernel is defined."""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+
+from mdaf_kernels import backend
+
+KERNEL_TEST_DIRS = ("tests/ops", "tests/nn", "tests/tools")
+
+
+@pytest.fixture(autouse=True)
+def _product_tests_use_reference_ops(request):
+    """Under the interpreter, product tests (models, data, training) run the reference ops.
+
+    Interpreted Triton takes about 0.1 s per program, far too slow for training loops; the kernel
+    tests (tests/ops, tests/nn) and tests marked ``triton_interpreter`` exercise the kernels.
+    """
+    path = str(request.node.path).replace(os.sep, "/")
+    is_kernel_test = any(f"/{d}/" in path for d in KERNEL_TEST_DIRS)
+    if backend.interpreter_active() and not is_kernel_test and not request.node.get_closest_marker(
+        "triton_interpreter"
+    ):
+        with backend.use("torch"):
+            yield
+    else:
+        yield
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """CUDA when present, else CPU (where the kernels run in the interpreter)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture
+def seeded():
+    """A fresh seed per test, so inputs differ between tests but a failure can be replayed."""
+    torch.manual_seed(0)
+    return torch.Generator().manual_seed(0)
