@@ -1,31 +1,52 @@
 """Benchmark setup shared by every bench_*.py.
 
-``run_benchmark(benchmark, fn, ...)`` times ``fn`` with pytest-benchmark, synchronising CUDA, and
-records device name, dtype and peak memory in ``extra_info``. Interpreter timings are meaningless,
-so Triton rows are skipped on machines without CUDA (see benchmarks/README.md).
+``run_benchmark(benchmark, fn, ...)`` times ``fn`` (median over rounds after warm-up), synchronising
+CUDA, and records device name, dtype, peak memory (and samples/s when ``samples`` is given) in
+``extra_info``. ``record_measurement(benchmark, ...)`` records a figure that is not a timing (e.g.
+saved-activation bytes counted under the Triton interpreter). Interpreter timings are meaningless, so
+Triton rows are skipped on machines without CUDA (see benchmarks/README.md).
+
+At the end of a run that benchmarked something, every row is written to
+``benchmarks/results/<device-slug>.json`` (merged by test id into the existing file; ``--bench-results
+replace`` starts it afresh, ``off`` writes nothing) and ``benchmarks/results/README.md`` is re-rendered
+from all results files.
+
+Without pytest-benchmark (a bare GPU machine) this file provides a stand-in ``benchmark`` fixture and
+the ``--benchmark-only`` option, timing with ``triton.testing.do_bench`` on CUDA and a perf_counter
+loop on CPU, so the same bench files run everywhere.
 """
 
 from __future__ import annotations
 
-import resource
-import sys
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
+from mdaf_kernels.tools import bench_results
+from mdaf_kernels.tools.memory import PeakMemory, lifetime_peak_rss_bytes
+
+try:
+    import pytest_benchmark  # noqa: F401
+
+    HAVE_PYTEST_BENCHMARK = True
+except ImportError:
+    HAVE_PYTEST_BENCHMARK = False
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = RESULTS_DIR.parents[1]
+# gpu_check --quick sets this: fewer rounds, same cases.
+QUICK = os.environ.get("MDAF_BENCH_QUICK", "0") == "1"
+
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return bench_results.device_name(device)
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
+    """Peak resident set of this process since it started (kept for bench files that ask for it)."""
+    return lifetime_peak_rss_bytes()
 
 
 @pytest.fixture(scope="session")
@@ -38,25 +59,186 @@ def skip_unless_triton_runs(device: torch.device) -> None:
         pytest.skip("Triton rows need a CUDA device: interpreter timings are not reported")
 
 
-def run_benchmark(benchmark, fn, *, device: torch.device, dtype: torch.dtype | None = None, rounds: int = 5,
-                  warmup_rounds: int = 1, **extra) -> None:
-    """Time ``fn`` (no arguments) and record device, dtype, peak memory and ``extra`` in extra_info."""
+def median_seconds(benchmark) -> float | None:
+    """The median round time of a finished benchmark (None when benchmarking is disabled)."""
+    if isinstance(benchmark, FallbackBenchmark):
+        return benchmark.time_s["median"] if benchmark.time_s else None
+    stats = getattr(benchmark, "stats", None)
+    return stats.stats.median if stats is not None else None
+
+
+def run_benchmark(
+    benchmark,
+    fn,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    rounds: int = 5,
+    warmup_rounds: int = 1,
+    samples: int | None = None,
+    **extra,
+) -> None:
+    """Time ``fn`` (no arguments) and record device, dtype, peak memory and ``extra`` in extra_info.
+
+    ``samples``: how many samples one call processes; adds ``samples_per_s`` (from the median).
+    Peak memory covers the warm-up and timed rounds: CUDA max allocated, or the CPU resident-set peak.
+    """
 
     def timed():
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    benchmark.pedantic(timed, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+    if QUICK:
+        rounds, warmup_rounds = min(rounds, 3), min(warmup_rounds, 1)
+    with PeakMemory(device) as memory:
+        benchmark.pedantic(timed, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
     info = benchmark.extra_info
     info["device"] = device_name(device)
     if dtype is not None:
         info["dtype"] = str(dtype).replace("torch.", "")
     if device.type == "cuda":
-        info["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+        info["peak_memory_bytes"] = memory.peak_bytes
     else:
-        info["peak_rss_bytes"] = peak_rss_bytes()
+        info["peak_rss_bytes"] = memory.peak_bytes
+        info["peak_rss_kind"] = memory.kind
+    median = median_seconds(benchmark)
+    if samples is not None:
+        info["batch"] = samples
+        if median:
+            info["samples_per_s"] = samples / median
     info.update(extra)
+
+
+def record_measurement(benchmark, *, device: torch.device, **info) -> None:
+    """Record figures that are not timings (shown without a time in the results table)."""
+    benchmark.extra_info.update(info)
+    benchmark.extra_info["device"] = device_name(device)
+    benchmark.extra_info["untimed"] = True
+    benchmark.pedantic(lambda: None, rounds=1, warmup_rounds=0, iterations=1)
+
+
+# --- stand-in for pytest-benchmark ---------------------------------------------------------------------
+
+
+class FallbackBenchmark:
+    """What bench files use of pytest-benchmark's fixture: ``pedantic``, ``__call__``, ``extra_info``."""
+
+    def __init__(self, node: pytest.Item, group: str | None):
+        self.name = node.name
+        self.fullname = node.nodeid
+        self.group = group
+        self.params = dict(node.callspec.params) if hasattr(node, "callspec") else None
+        self.extra_info: dict = {}
+        self.time_s: dict | None = None
+
+    def pedantic(self, target, args=(), kwargs=None, setup=None, rounds=1, warmup_rounds=0, iterations=1):
+        last = []
+
+        def call():
+            call_args, call_kwargs = setup() if setup is not None else (args, kwargs)
+            last[:] = [target(*call_args, **(call_kwargs or {}))]
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        times = bench_results.time_calls(call, device, rounds=rounds, warmup_rounds=warmup_rounds)
+        self.time_s = bench_results.time_stats(times)
+        return last[0]
+
+    def __call__(self, fn, *args, **kwargs):
+        return self.pedantic(fn, args=args, kwargs=kwargs, rounds=5, warmup_rounds=1)
+
+
+_FALLBACK_RUNS = pytest.StashKey[list]()
+_RESULT_PATHS = pytest.StashKey[list]()
+
+
+if not HAVE_PYTEST_BENCHMARK:
+
+    @pytest.fixture
+    def benchmark(request):
+        marker = request.node.get_closest_marker("benchmark")
+        bench = FallbackBenchmark(request.node, marker.kwargs.get("group") if marker else None)
+        yield bench
+        if bench.time_s is not None:
+            request.config.stash.setdefault(_FALLBACK_RUNS, []).append(bench)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mdaf-results", "mdaf benchmark results files")
+    group.addoption(
+        "--bench-results",
+        choices=("merge", "replace", "off"),
+        default="merge",
+        help="write benchmarks/results/<device-slug>.json: merge rows into it (default), replace it, or off",
+    )
+    if not HAVE_PYTEST_BENCHMARK:
+        group.addoption(
+            "--benchmark-only",
+            action="store_true",
+            help="(stand-in for pytest-benchmark) only run benchmarks",
+        )
+
+
+def pytest_configure(config):
+    if not HAVE_PYTEST_BENCHMARK:
+        config.addinivalue_line("markers", "benchmark(group=None): benchmark options (stand-in)")
+
+
+def pytest_runtest_setup(item):
+    if not HAVE_PYTEST_BENCHMARK and item.config.getoption("--benchmark-only"):
+        if "benchmark" not in getattr(item, "fixturenames", ()):
+            pytest.skip("Skipping non-benchmark (--benchmark-only active).")
+
+
+# --- results files -------------------------------------------------------------------------------------
+
+
+def _collect_records(config) -> list[dict]:
+    if HAVE_PYTEST_BENCHMARK:
+        session = getattr(config, "_benchmarksession", None)
+        runs = [] if session is None else session.benchmarks
+        return [
+            bench_results.make_record(
+                b.fullname,
+                b.name,
+                b.group,
+                b.params,
+                {k: getattr(b.stats, k) for k in ("median", "iqr", "min", "max", "mean", "stddev", "rounds")},
+                b.extra_info,
+            )
+            for b in runs
+        ]
+    return [
+        bench_results.make_record(b.fullname, b.name, b.group, b.params, b.time_s, b.extra_info)
+        for b in config.stash.get(_FALLBACK_RUNS, [])
+    ]
+
+
+def write_results_files(config) -> list[Path]:
+    """Write one results file per device measured in this run, then re-render the README."""
+    mode = config.getoption("--bench-results")
+    records = _collect_records(config)
+    if mode == "off" or not records:
+        return []
+    default_device = device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    by_device: dict[str, list[dict]] = {}
+    for record in records:
+        by_device.setdefault(record["extra_info"].get("device", default_device), []).append(record)
+    env = bench_results.environment(REPO_ROOT)
+    paths = [
+        bench_results.write_results(RESULTS_DIR, device, rows, env, replace=mode == "replace")
+        for device, rows in by_device.items()
+    ]
+    return [*paths, bench_results.write_readme(RESULTS_DIR)]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[_RESULT_PATHS] = write_results_files(session.config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    paths = config.stash.get(_RESULT_PATHS, [])
+    if paths:
+        terminalreporter.write_sep("-", "benchmark results")
+        for path in paths:
+            terminalreporter.write_line(f"wrote {path.relative_to(REPO_ROOT)}")

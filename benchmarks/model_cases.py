@@ -1,0 +1,241 @@
+"""Whole-model benchmark cases, plain functions without pytest (bench_models.py and
+bench_activation_memory.py build on them). ``python benchmarks/model_cases.py`` times them without
+pytest (what gpu_check falls back to on a machine without pytest) and writes the results file.
+
+Configuration (the same for every model):
+
+- the paper's: batch 2048, history length L = 50, embedding width D = 64, each model at its paper
+  defaults (``mdaf.models.build_model(name, meta)``);
+- vocabularies of a Taobao UserBehavior sample of about one million behaviours: 10,000 users
+  (UserBehavior averages about 100 behaviours per user), 350,000 items, 6,000 categories. The
+  embedding tables (about 23M parameters) are shared in size by all models, so they add the same
+  parameter, gradient and AdamW-state memory to each;
+- random ids, right-padded histories with lengths uniform in [0, L] (shapes, hence work, do not
+  depend on the lengths);
+- a training step is forward, binary cross-entropy, backward and an AdamW step (dropout on);
+  inference is a forward pass under ``torch.inference_mode`` in eval mode.
+
+Variants: ``mdaf/triton`` (the Triton kernels; CUDA only, interpreter timings are never reported),
+``mdaf/reference`` (the PyTorch reference ops, eager), ``mdaf/compile`` (the reference ops under
+``torch.compile``: what the compiler alone makes of the same model), ``bst/eager``.
+The backend is chosen with the ``MDAF_KERNELS_BACKEND`` environment variable rather than
+``backend.use(...)``: autograd runs CUDA backward passes on its own threads, which do not see a
+context variable set in the calling thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mdaf.models import build_model
+from mdaf.schema import DatasetMeta
+from mdaf_kernels.backend import ENV_VAR
+from mdaf_kernels.tools import bench_results
+from mdaf_kernels.tools.memory import PeakMemory, count_saved_tensors
+
+META = DatasetMeta(num_users=10_000, num_items=350_000, num_categories=6_000, max_len=50)
+PAPER_BATCH = 2048
+# On a CPU the paper's batch makes the whole benchmark run too slow on a small machine; samples/s
+# normalises. MDAF_BENCH_CPU_BATCH overrides it.
+CPU_BATCH = int(os.environ.get("MDAF_BENCH_CPU_BATCH", "64"))
+
+
+@dataclass(frozen=True)
+class Variant:
+    model: str  # registry name
+    variant: str  # triton | reference | compile | eager
+    backend: str | None  # MDAF_KERNELS_BACKEND during the case, None: untouched
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}-{self.variant}"
+
+
+VARIANTS = (
+    Variant("mdaf", "triton", "triton"),
+    Variant("mdaf", "reference", "torch"),
+    Variant("mdaf", "compile", "torch"),
+    Variant("bst", "eager", None),
+)
+VARIANTS_BY_ID = {v.id: v for v in VARIANTS}
+
+
+def batch_size(device: torch.device) -> int:
+    return PAPER_BATCH if device.type == "cuda" else CPU_BATCH
+
+
+def skip_reason(variant: Variant, device: torch.device) -> str | None:
+    """Why a variant is not measured on ``device`` (None: it is)."""
+    if variant.variant == "triton" and device.type != "cuda":
+        return "Triton rows need a CUDA device: interpreter timings are not reported"
+    if variant.variant == "compile" and device.type != "cuda":
+        return "torch.compile on CPU spends minutes building C++ kernels for the unrolled scan; GPU only"
+    return None
+
+
+@contextlib.contextmanager
+def backend_env(backend: str | None) -> Iterator[None]:
+    """Set MDAF_KERNELS_BACKEND for the block (visible to autograd's worker threads too)."""
+    old = os.environ.get(ENV_VAR)
+    if backend is not None:
+        os.environ[ENV_VAR] = backend
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old
+
+
+def make_batch(meta: DatasetMeta, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random features obeying mdaf.schema: ids >= 1, right-padded histories."""
+    g = torch.Generator().manual_seed(seed)
+    length = meta.max_len
+    hist_len = torch.randint(0, length + 1, (batch,), generator=g)
+    valid = torch.arange(length)[None, :] < hist_len[:, None]
+    hist_items = torch.randint(1, meta.num_items, (batch, length), generator=g) * valid
+    hist_cats = torch.randint(1, meta.num_categories, (batch, length), generator=g) * valid
+    features = {
+        "user": torch.randint(1, meta.num_users, (batch,), generator=g),
+        "item": torch.randint(1, meta.num_items, (batch,), generator=g),
+        "category": torch.randint(1, meta.num_categories, (batch,), generator=g),
+        "hist_items": hist_items,
+        "hist_cats": hist_cats,
+        "hist_len": hist_len,
+    }
+    features = {k: v.to(device) for k, v in features.items()}
+    labels = torch.randint(0, 2, (batch,), generator=g).float().to(device)
+    return {"features": features, "labels": labels}
+
+
+def build(variant: Variant, device: torch.device, meta: DatasetMeta = META) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(variant.model, meta).to(device)
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    return {"params": total, "params_without_embeddings": total - embedding}
+
+
+def train_step_fn(variant: Variant, model: torch.nn.Module, batch: dict) -> Callable[[], None]:
+    """One training step: forward, BCE, backward, AdamW step."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    forward = torch.compile(model) if variant.variant == "compile" else model
+    features, labels = batch["features"], batch["labels"]
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(forward(**features), labels)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def inference_fn(variant: Variant, model: torch.nn.Module, batch: dict) -> Callable[[], None]:
+    model.eval()
+    forward = torch.compile(model) if variant.variant == "compile" else model
+    features = batch["features"]
+
+    def infer() -> None:
+        with torch.inference_mode():
+            forward(**features)
+
+    return infer
+
+
+MODES = {"train": train_step_fn, "infer": inference_fn}
+
+
+def saved_activation_bytes(
+    variant: Variant, device: torch.device, batch: int, meta: DatasetMeta = META
+) -> dict:
+    """Bytes one training-mode forward pass keeps for backward at ``batch`` (parameters apart)."""
+    with backend_env(variant.backend):
+        model = build(variant, device, meta)
+        model.train()
+        features = make_batch(meta, batch, device)["features"]
+        with count_saved_tensors(model.parameters()) as saved:
+            model(**features)
+    return {
+        "batch": batch,
+        "activation_bytes": saved.activation_bytes,
+        "parameter_bytes": saved.parameter_bytes,
+    }
+
+
+def activation_bytes_per_sample(variant: Variant, device: torch.device, batches: tuple[int, int]) -> dict:
+    """Saved bytes per sample: the slope between two batch sizes, so constant terms cancel."""
+    small, large = (saved_activation_bytes(variant, device, b) for b in batches)
+    per_sample = (large["activation_bytes"] - small["activation_bytes"]) / (large["batch"] - small["batch"])
+    return {"activation_bytes_per_sample": per_sample, "counted_at": [small, large]}
+
+
+def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 5) -> dict:
+    """Time one case outside pytest (compilation and autotuning happen before the timing)."""
+    batch = batch_size(device)
+    with backend_env(variant.backend):
+        model = build(variant, device)
+        fn = MODES[mode](variant, model, make_batch(META, batch, device))
+        for _ in range(2):
+            fn()
+        with PeakMemory(device) as memory:
+            times = bench_results.time_calls(fn, device, rounds=rounds)
+    time_s = bench_results.time_stats(times)
+    memory_key = "peak_memory_bytes" if device.type == "cuda" else "peak_rss_bytes"
+    info = {
+        "device": bench_results.device_name(device),
+        "dtype": "float32",
+        "batch": batch,
+        "samples_per_s": batch / time_s["median"],
+        memory_key: memory.peak_bytes,
+        "model": variant.model,
+        "variant": variant.variant,
+        "mode": mode,
+        "seq_len": META.max_len,
+        **parameter_counts(model),
+    }
+    name = f"test_model[{variant.id}-{mode}]"
+    return bench_results.make_record(
+        f"benchmarks/bench_models.py::{name}",
+        name,
+        f"model-{mode}",
+        {"variant_id": variant.id, "mode": mode},
+        time_s,
+        info,
+    )
+
+
+def main() -> int:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    records = []
+    for variant in VARIANTS:
+        reason = skip_reason(variant, device)
+        for mode in MODES:
+            if reason:
+                print(f"SKIPPED {variant.id}-{mode}: {reason}")
+                continue
+            records.append(measure(variant, mode, device))
+            print(f"{variant.id}-{mode}: {records[-1]['time_s']['median'] * 1e3:.2f} ms")
+    results_dir = Path(__file__).resolve().parent / "results"
+    repo = results_dir.parents[1]
+    path = bench_results.write_results(
+        results_dir, bench_results.device_name(device), records, bench_results.environment(repo)
+    )
+    print(f"wrote {path.relative_to(repo)} and {bench_results.write_readme(results_dir).relative_to(repo)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Readable output from a results dict: the paper's tables as markdown, and PNG plots.
+
+Everything here reads only the JSON-able results (``results.json``), so ``mdaf report RUN_DIR``
+rebuilds the summary and the plots of any finished or interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.json"
+SUMMARY_FILE = "summary.md"
+VAL_AUC_PLOT = "val_auc.png"
+GATE_PLOT = "gate.png"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _mean_std(summary: Mapping[str, Any], key: str) -> str:
+    entry = summary.get(key)
+    if not entry:
+        return "-"
+    if entry["n"] > 1:
+        return f"{_fmt(entry['mean'])} ± {_fmt(entry['std'])}"
+    return _fmt(entry["mean"])
+
+
+def comparison_rows(results: Mapping[str, Any], names: Sequence[str]) -> list[list[str]]:
+    rows = []
+    for name in names:
+        model = results["models"][name]
+        summary = model.get("summary", {})
+        runs = model.get("runs", [])
+        best_epochs = ",".join(str(r["best_epoch"]) for r in runs)
+        rows.append(
+            [
+                f"`{name}`",
+                _mean_std(summary, "auc"),
+                _mean_std(summary, "gauc"),
+                _mean_std(summary, "logloss"),
+                str(len(runs)),
+                best_epochs or "-",
+                f"{model.get('parameters', {}).get('total', 0):,}",
+                model.get("verdict", "-"),
+            ]
+        )
+    return rows
+
+
+def floor_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    return [
+        [
+            f"{name} ({floor['description']})",
+            _fmt(floor["auc"]),
+            _fmt(floor["gauc"]),
+            "-",
+            "-",
+            "-",
+            "0",
+            "untrained",
+        ]
+        for name, floor in results.get("floors", {}).items()
+    ]
+
+
+COMPARISON_HEADERS = [
+    "model",
+    "val AUC",
+    "val gAUC",
+    "val logloss",
+    "seeds",
+    "best epoch",
+    "params",
+    "vs floors",
+]
+
+
+def render_summary(results: Mapping[str, Any]) -> str:
+    """The markdown summary of a run: Tables 2 to 7 of the paper for this data."""
+    names = list(results.get("models", {}))
+    data = results.get("data", {})
+    env = results.get("environment", {})
+    out = [f"# MDAF run `{results.get('name', '')}`", ""]
+    out.append(
+        f"Data: `{data.get('path', '?')}`: {data.get('n_train', 0):,} train /"
+        f" {data.get('n_valid', 0):,} validation samples. Machine: {env.get('machine', '?')}."
+        f" Wall time {results.get('wall_seconds', 0):.0f} s."
+    )
+    if results.get("note"):
+        out += ["", results["note"]]
+    out += ["", "## Overall comparison (Table 2), with untrained floors", ""]
+    out.append(md_table(COMPARISON_HEADERS, comparison_rows(results, names) + floor_rows(results)))
+    out += [
+        "",
+        "Mean ± standard deviation over seeds where there are several. 'vs floors': the paired bootstrap 95%"
+        " interval of the AUC difference against the best floor.",
+    ]
+
+    reference = results.get("reference_model")
+    ablations = [n for n in names if n.startswith("mdaf-")]
+    if reference in results.get("models", {}) and ablations:
+        ref_auc = results["models"][reference]["summary"]["auc"]["mean"]
+        rows = []
+        for name in [reference, *ablations]:
+            summary = results["models"][name]["summary"]
+            delta = summary["auc"]["mean"] - ref_auc
+            rows.append([f"`{name}`", _mean_std(summary, "auc"), _mean_std(summary, "gauc"), f"{delta:+.4f}"])
+        out += [
+            "",
+            "## Ablations (Table 3)",
+            "",
+            md_table(["variant", "val AUC", "val gAUC", "ΔAUC vs MDAF"], rows),
+        ]
+
+    gated = [(n, r) for n in names for r in results["models"][n].get("runs", [])[:1] if r.get("gate")]
+    if gated:
+        rows = []
+        for name, run in gated:
+            s = run["gate"]["stats"]
+            rows.append(
+                [
+                    f"`{name}` (seed {run['seed']})",
+                    *(_fmt(s[k]) for k in ("mean", "std", "median", "min", "max", "q25", "q75")),
+                ]
+            )
+        out += ["", "## Gate distribution on validation (Table 4)", ""]
+        out.append(md_table(["model", "mean g", "std", "median", "min", "max", "Q1", "Q3"], rows))
+        out.append("")
+        out.append("g is the weight of the sequential branch: h = (1 - g) h_static + g h_seq.")
+        rows = []
+        for name, run in gated:
+            for bucket in run["gate"]["by_history_length"]:
+                rows.append(
+                    [
+                        f"`{name}`",
+                        bucket["history_length"],
+                        f"{bucket['count']:,}",
+                        _fmt(bucket["mean"]),
+                        _fmt(bucket["std"]),
+                    ]
+                )
+        out += ["", "## Mean gate by history length (Table 5)", ""]
+        out.append(md_table(["model", "history length", "samples", "mean g", "std g"], rows))
+
+    steps = data.get("stats_table")
+    if steps:
+        out += ["", "## Data pipeline and filter impact (Table 6)", ""]
+        keys = list(steps[0])
+        out.append(md_table(keys, [[row.get(k) for k in keys] for row in steps]))
+
+    for name in names:
+        runs = results["models"][name].get("runs", [])
+        if not runs:
+            continue
+        run = runs[0]
+        rows = [
+            [
+                r["epoch"],
+                r["train_loss"],
+                r["train_auc"],
+                r["val_auc"],
+                r["gap"],
+                r["val_logloss"],
+                r["val_gauc"],
+                f"{r['samples_per_s']:,.0f}",
+                "*" if r.get("best") else "",
+            ]
+            for r in run["history"]
+        ]
+        stop = "early stop" if run.get("stopped_early") else "epoch limit"
+        out += ["", f"## Training dynamics of `{name}` (Table 7), seed {run['seed']} ({stop})", ""]
+        headers = [
+            "epoch",
+            "train loss",
+            "train AUC",
+            "val AUC",
+            "gap",
+            "val logloss",
+            "val gAUC",
+            "samples/s",
+            "best",
+        ]
+        out.append(md_table(headers, rows))
+
+    tests = results.get("significance", [])
+    if tests:
+        rows = []
+        for t in tests:
+            boot, tt = t["bootstrap"], t["ttest"]
+            rows.append(
+                [
+                    t["seed"],
+                    f"`{t['a']}` - `{t['b']}`",
+                    f"{boot['diff']:+.4f}",
+                    f"[{boot['low']:+.4f}, {boot['high']:+.4f}]",
+                    tt["batches"],
+                    _fmt(tt["t"], 2),
+                    _pvalue(tt["p"]),
+                ]
+            )
+        out += ["", "## Significance (validation)", ""]
+        out.append(
+            md_table(["seed", "A - B", "ΔAUC", "95% bootstrap CI", "batches", "t", "p (paired t)"], rows)
+        )
+        out += [
+            "",
+            "Paired t-test on batch-level AUC (the paper's test) and a paired bootstrap of the AUC"
+            " difference over validation samples.",
+        ]
+
+    plots = [p for p in (VAL_AUC_PLOT, GATE_PLOT) if p in results.get("plots", [])]
+    if plots:
+        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+
+    out += [
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(results.get("config", {}), indent=2, default=str),
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _pvalue(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "-"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def render_console(results: Mapping[str, Any]) -> str:
+    """The comparison (with floors) and gate tables, for the terminal."""
+    names = list(results.get("models", {}))
+    lines = ["", "Overall comparison on validation (with untrained floors)"]
+    rows = comparison_rows(results, names) + floor_rows(results)
+    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(COMPARISON_HEADERS)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(COMPARISON_HEADERS, widths, strict=True)))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    for name in names:
+        for run in results["models"][name].get("runs", [])[:1]:
+            gate = run.get("gate")
+            if not gate:
+                continue
+            s = gate["stats"]
+            lines += [
+                "",
+                f"Gate g of {name} on validation (seed {run['seed']}): weight of the sequential branch",
+            ]
+            lines.append(
+                "  ".join(f"{k} {_fmt(s[k])}" for k in ("mean", "std", "median", "min", "max", "q25", "q75"))
+            )
+            lines.append(
+                "  by history length: "
+                + "  ".join(
+                    f"{b['history_length']}: {_fmt(b['mean'])} (n={b['count']})"
+                    for b in gate["by_history_length"]
+                )
+            )
+    for t in results.get("significance", []):
+        boot, tt = t["bootstrap"], t["ttest"]
+        lines.append(
+            f"{t['a']} - {t['b']} (seed {t['seed']}): ΔAUC {boot['diff']:+.4f}, 95% CI [{boot['low']:+.4f},"
+            f" {boot['high']:+.4f}], paired t-test p {_pvalue(tt['p'])} over {tt['batches']} batches"
+        )
+    return "\n".join(lines)
+
+
+def write_plots(results: Mapping[str, Any], out_dir: str | Path) -> list[str]:
+    """PNG plots: validation AUC per epoch per model (floors dashed) and the gate distributions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    written = []
+    models = results.get("models", {})
+    if any(m.get("runs") for m in models.values()):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for k, (name, model) in enumerate(models.items()):
+            for j, run in enumerate(model.get("runs", [])):
+                epochs = [r["epoch"] for r in run["history"]]
+                ax.plot(
+                    epochs,
+                    [r["val_auc"] for r in run["history"]],
+                    marker="o",
+                    ms=3,
+                    color=colors[k % len(colors)],
+                    alpha=1.0 if j == 0 else 0.4,
+                    label=name if j == 0 else None,
+                )
+        for name, floor in results.get("floors", {}).items():
+            ax.axhline(floor["auc"], ls="--", lw=1, color="gray")
+            ax.annotate(name, (ax.get_xlim()[0], floor["auc"]), fontsize=7, color="gray", va="bottom")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation AUC")
+        ax.set_title("Validation AUC per epoch (dashed: untrained floors)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / VAL_AUC_PLOT, dpi=110)
+        plt.close(fig)
+        written.append(VAL_AUC_PLOT)
+
+    gated = [(n, r) for n, m in models.items() for r in m.get("runs", [])[:1] if r.get("gate")]
+    if gated:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for name, run in gated:
+            hist = run["gate"]["histogram"]
+            edges = hist["edges"]
+            centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            total = max(sum(hist["counts"]), 1)
+            axes[0].plot(centers, [c / total for c in hist["counts"]], drawstyle="steps-mid", label=name)
+            buckets = run["gate"]["by_history_length"]
+            axes[1].plot(
+                [b["history_length"] for b in buckets], [b["mean"] for b in buckets], marker="o", label=name
+            )
+        axes[0].set_xlabel("gate g (weight of the sequential branch)")
+        axes[0].set_ylabel("share of validation samples")
+        axes[0].set_title("Gate distribution (Table 4)")
+        axes[1].set_xlabel("history length")
+        axes[1].set_ylabel("mean g")
+        axes[1].set_title("Mean gate by history length (Table 5)")
+        for ax in axes:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / GATE_PLOT, dpi=110)
+        plt.close(fig)
+        written.append(GATE_PLOT)
+    return written
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write plots, ``results.json`` and ``summary.md`` into ``out_dir``; return the summary's path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results["plots"] = write_plots(results, out_dir)
+    tmp = out_dir / (RESULTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=_json_default))
+    tmp.replace(out_dir / RESULTS_FILE)
+    summary = out_dir / SUMMARY_FILE
+    summary.write_text(render_summary(results))
+    return summary
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {RESULTS_FILE} found at {run_dir}")
+    return json.loads(path.read_text())
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")

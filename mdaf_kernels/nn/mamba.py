@@ -1,0 +1,125 @@
+"""The Mamba-1 block over ``causal_conv1d_fn`` and ``selective_scan_fn``.
+
+Parameter names, shapes and initialisation follow mamba_ssm's ``mamba_simple.Mamba``, so a mamba_ssm
+state_dict loads with ``load_state_dict``. The module never branches on device: the ops ask
+``mdaf_kernels.backend``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mdaf_kernels
+
+
+class Mamba(nn.Module):
+    """Mamba-1 block: in_proj -> causal depthwise conv + SiLU -> selective scan gated by SiLU(z) -> out_proj.
+
+    ``forward(hidden_states, mask=None)``: hidden_states (batch, L, d_model) -> (batch, L, d_model).
+
+    Padding: ``mask`` (batch, L) bool, True at valid positions, makes the output at valid positions
+    (and every gradient) independent of how much padding surrounds the sequence, on the left or
+    on the right. The block zeroes the conv input at padded positions (so the conv of a valid
+    position sees zeros where padding sits, exactly as at the start of a sequence), sets the
+    effective step size delta = softplus(dt + dt_bias) to 0 there (exp(0 * A) = 1 and delta B u = 0:
+    the state passes through unchanged) and zeroes the output there. Without a mask, right padding
+    is already harmless to valid positions (the block is causal), left padding is not.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init: str = "random",
+        dt_scale: float = 1.0,
+        dt_init_floor: float = 1e-4,
+        conv_bias: bool = True,
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+
+        self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias, **factory)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
+                                bias=conv_bias, **factory)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **factory)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory)
+
+        # dt_proj weight: variance-preserving at init.
+        dt_init_std = self.dt_rank ** -0.5 * dt_scale
+        if dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, dt_init_std)
+        elif dt_init == "random":
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        else:
+            raise ValueError(f"dt_init: expected 'random' or 'constant', got {dt_init!r}")
+        # dt_proj bias: softplus(bias) log-uniform in [dt_min, dt_max], via the inverse softplus.
+        dt = torch.exp(
+            torch.rand(self.d_inner, **factory) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
+        inv_dt = dt + torch.log(-torch.expm1(-dt))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(inv_dt)
+        self.dt_proj.bias._no_reinit = True
+
+        # S4D real initialisation: A = -(1, 2, ..., d_state) for every channel, stored as log(-A).
+        A = torch.arange(1, d_state + 1, dtype=torch.float32, device=device).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(self.d_inner, device=device))
+        self.D._no_weight_decay = True
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden_states (batch, L, d_model), mask (batch, L) bool or None -> (batch, L, d_model)."""
+        if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
+            raise ValueError(f"hidden_states: expected shape (batch, L, d_model={self.d_model}), "
+                             f"got {tuple(hidden_states.shape)}")
+        batch, seqlen, _ = hidden_states.shape
+        if mask is not None:
+            if mask.shape != (batch, seqlen) or mask.dtype != torch.bool:
+                raise ValueError(f"mask: expected a bool tensor of shape (batch, L) = {(batch, seqlen)}, "
+                                 f"got {mask.dtype} {tuple(mask.shape)}")
+            valid = mask[:, None, :].to(hidden_states.dtype)  # (batch, 1, L)
+
+        xz = self.in_proj(hidden_states).transpose(1, 2)  # (batch, 2 * d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        if mask is not None:
+            x = x * valid
+        conv_weight = self.conv1d.weight.squeeze(1)  # (d_inner, d_conv)
+        x = mdaf_kernels.causal_conv1d_fn(x, conv_weight, self.conv1d.bias, activation="silu")
+
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (batch, L, dt_rank + 2 * d_state)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (batch, d_inner, L), bias added in the scan
+        B = B.transpose(1, 2).contiguous()  # (batch, d_state, L)
+        C = C.transpose(1, 2).contiguous()
+        A = -torch.exp(self.A_log.float())
+        if mask is None:
+            y = mdaf_kernels.selective_scan_fn(x, dt, A, B, C, self.D.float(), z=z,
+                                               delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        else:
+            # The step size must be 0 after bias and softplus, so they are applied here.
+            delta = F.softplus(dt + self.dt_proj.bias.to(dt.dtype)[:, None]) * valid
+            y = mdaf_kernels.selective_scan_fn(x, delta, A, B, C, self.D.float(), z=z)
+        out = self.out_proj(y.transpose(1, 2))
+        if mask is not None:
+            out = out * valid.transpose(1, 2)
+        return out

@@ -1,0 +1,394 @@
+"""Causal depthwise Conv1d (+ SiLU): Triton kernels, torch.library registration, public function.
+
+``causal_conv1d_fn(x, weight, bias=None, activation=None)`` follows the ``causal_conv1d`` package:
+x (batch, dim, seqlen) with any strides (channel-last views of a (batch, seqlen, dim) tensor are read
+in place), weight (dim, width), bias (dim,), activation None, "silu" or "swish"; the output has x's
+shape, dtype and (when x is dense) memory layout.
+
+Kernels compute in fp32 whatever the I/O dtype. The backward keeps only the inputs and recomputes
+the pre-activation; dweight and dbias are reduced deterministically: each program writes fp32
+partials over its run of (batch, time) tiles, and the partials are summed afterwards (no atomics).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mdaf_kernels import backend
+from mdaf_kernels._checks import check_shape, check_tensor
+from mdaf_kernels.reference.causal_conv1d import causal_conv1d_bwd_ref, causal_conv1d_ref
+from mdaf_kernels.tools.kernel_spec import KernelSpec
+
+WIDTHS = (2, 3, 4)
+ACTIVATIONS = (None, "silu", "swish")
+
+# Tile sizes: BLOCK_T time steps x BLOCK_D channels per program. Fixed (not tuned per seqlen) so
+# that one compiled kernel serves every sequence length; BLOCK_D shrinks only for narrow dims. The
+# forward holds 4 elements per thread; the SiLU backward keeps 11 shifted [BT, BD] tiles live and
+# needed 2 per thread to stay under 128 registers without spilling on sm_90.
+BLOCK_T = 32
+FWD_BLOCK_D = 32
+FWD_NUM_WARPS = 8
+BWD_BLOCK_D = 16
+BWD_NUM_WARPS = 8
+# The backward gives each program a run of consecutive (batch, time) tiles so that the dweight and
+# dbias partials stay small: at most this many programs along the tile axis.
+BWD_MAX_PROGRAMS = 1024
+
+
+@triton.jit
+def _causal_conv1d_fwd_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    seqlen, dim, n_tblocks,
+    stride_xb, stride_xd, stride_xl,
+    stride_ob, stride_od, stride_ol,
+    stride_wd, stride_wk,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    USE_SILU: tl.constexpr,
+    INT64_OFFSETS: tl.constexpr,
+    BT: tl.constexpr,
+    BD: tl.constexpr,
+):
+    i_bt = tl.program_id(0)
+    i_dblk = tl.program_id(1)
+    i_b = (i_bt // n_tblocks).to(tl.int64)
+    i_t = i_bt % n_tblocks
+
+    o_t = i_t * BT + tl.arange(0, BT)  # [BT]
+    o_d = i_dblk * BD + tl.arange(0, BD)  # [BD]
+    if INT64_OFFSETS:
+        o_t = o_t.to(tl.int64)
+        o_d = o_d.to(tl.int64)
+    m_d = o_d < dim
+
+    b_acc = tl.zeros([BT, BD], dtype=tl.float32)  # [BT, BD]
+    if HAS_BIAS:
+        b_acc += tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
+    p_x = x_ptr + i_b * stride_xb + o_d[None, :] * stride_xd  # [1, BD]
+    for k in tl.static_range(WIDTH):
+        b_w = tl.load(w_ptr + o_d * stride_wd + k * stride_wk, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+        o_s = o_t - (WIDTH - 1) + k  # [BT] source positions; negative ones are the causal zero padding
+        m_s = (o_s >= 0) & (o_s < seqlen)
+        b_x = tl.load(p_x + o_s[:, None] * stride_xl, mask=m_s[:, None] & m_d[None, :], other=0.0)
+        b_acc += b_x.to(tl.float32) * b_w[None, :]
+    if USE_SILU:
+        b_acc = b_acc * tl.sigmoid(b_acc)
+
+    p_out = out_ptr + i_b * stride_ob + o_t[:, None] * stride_ol + o_d[None, :] * stride_od  # [BT, BD]
+    tl.store(p_out, b_acc.to(out_ptr.dtype.element_ty), mask=(o_t < seqlen)[:, None] & m_d[None, :])
+
+
+@triton.jit
+def _causal_conv1d_bwd_kernel(
+    x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_part_ptr, db_part_ptr,
+    seqlen, dim, n_tblocks, n_tiles, tiles_per_program,
+    stride_xb, stride_xd, stride_xl,
+    stride_gb, stride_gd, stride_gl,
+    stride_dxb, stride_dxd, stride_dxl,
+    stride_wd, stride_wk,
+    WIDTH: tl.constexpr,
+    BW: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    USE_SILU: tl.constexpr,
+    INT64_OFFSETS: tl.constexpr,
+    BT: tl.constexpr,
+    BD: tl.constexpr,
+):
+    i_prog = tl.program_id(0)
+    i_dblk = tl.program_id(1)
+
+    o_d = i_dblk * BD + tl.arange(0, BD)  # [BD]
+    if INT64_OFFSETS:
+        o_d = o_d.to(tl.int64)
+    m_d = o_d < dim
+    o_k = tl.arange(0, BW)  # [BW] tap index, padded to a power of two
+    b_w = ()  # WIDTH x [BD]: the taps, loaded once per program
+    for k in tl.static_range(WIDTH):
+        b_w = b_w + (tl.load(w_ptr + o_d * stride_wd + k * stride_wk, mask=m_d, other=0.0).to(tl.float32),)
+    if HAS_BIAS:
+        b_bias = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+    b_dw = tl.zeros([BW, BD], dtype=tl.float32)  # [BW, BD] this program's dweight partial
+    b_db = tl.zeros([BD], dtype=tl.float32)  # [BD] this program's dbias partial
+
+    # Without SiLU, dx needs x only at the WIDTH taps of dweight; with it, the pre-activation is
+    # recomputed at t..t+WIDTH-1, reading x at t-(WIDTH-1)..t+WIDTH-1 (each shift loaded once).
+    N_SHIFTS: tl.constexpr = 2 * WIDTH - 1 if USE_SILU else WIDTH
+    tile_end = tl.minimum((i_prog + 1) * tiles_per_program, n_tiles)
+    for i_tile in range(i_prog * tiles_per_program, tile_end):
+        i_b = (i_tile // n_tblocks).to(tl.int64)
+        o_t = (i_tile % n_tblocks) * BT + tl.arange(0, BT)  # [BT]
+        if INT64_OFFSETS:
+            o_t = o_t.to(tl.int64)
+        p_x = x_ptr + i_b * stride_xb + o_d[None, :] * stride_xd  # [1, BD]
+        p_g = dout_ptr + i_b * stride_gb + o_d[None, :] * stride_gd  # [1, BD]
+
+        b_x = ()  # N_SHIFTS x [BT, BD]: b_x[s] holds x at o_t - (WIDTH - 1) + s
+        for s in tl.static_range(N_SHIFTS):
+            o_s = o_t - (WIDTH - 1) + s  # [BT] negative positions are the causal zero padding
+            m_s = (o_s >= 0) & (o_s < seqlen)
+            b_xs = tl.load(p_x + o_s[:, None] * stride_xl, mask=m_s[:, None] & m_d[None, :], other=0.0)
+            b_x = b_x + (b_xs.to(tl.float32),)
+
+        # dx[t] = sum_j w[WIDTH-1-j] * dpre[t+j], dpre being the gradient of the pre-activation.
+        b_dx = tl.zeros([BT, BD], dtype=tl.float32)  # [BT, BD]
+        for j in tl.static_range(WIDTH):
+            o_u = o_t + j  # [BT] output positions that read x[t] through tap WIDTH-1-j
+            m_u = o_u < seqlen
+            b_dpre = tl.load(p_g + o_u[:, None] * stride_gl, mask=m_u[:, None] & m_d[None, :], other=0.0)
+            b_dpre = b_dpre.to(tl.float32)  # [BT, BD]
+            if USE_SILU:
+                b_pre = tl.zeros([BT, BD], dtype=tl.float32)  # [BT, BD] pre-activation at o_u
+                if HAS_BIAS:
+                    b_pre += b_bias[None, :]
+                for k in tl.static_range(WIDTH):
+                    b_pre += b_x[j + k] * b_w[k][None, :]
+                b_sig = tl.sigmoid(b_pre)
+                b_dpre = b_dpre * b_sig * (1.0 + b_pre * (1.0 - b_sig))
+            b_dx += b_dpre * b_w[WIDTH - 1 - j][None, :]
+            if j == 0:
+                # Positions o_t belong to this tile only, so each dpre enters the partials once.
+                b_db += tl.sum(b_dpre, axis=0)
+                for k in tl.static_range(WIDTH):
+                    b_dw_k = tl.sum(b_dpre * b_x[k], axis=0)  # [BD]
+                    b_dw += tl.where(o_k[:, None] == k, b_dw_k[None, :], 0.0)
+
+        p_dx = dx_ptr + i_b * stride_dxb + o_t[:, None] * stride_dxl + o_d[None, :] * stride_dxd  # [BT, BD]
+        tl.store(p_dx, b_dx.to(dx_ptr.dtype.element_ty), mask=(o_t < seqlen)[:, None] & m_d[None, :])
+
+    # Partials: dw_part (programs, WIDTH, dim), db_part (programs, dim), fp32, contiguous.
+    p_dw = dw_part_ptr + i_prog.to(tl.int64) * WIDTH * dim + o_k[:, None] * dim + o_d[None, :]  # [BW, BD]
+    tl.store(p_dw, b_dw, mask=(o_k < WIDTH)[:, None] & m_d[None, :])
+    tl.store(db_part_ptr + i_prog.to(tl.int64) * dim + o_d, b_db, mask=m_d)
+
+
+def _block_d(dim: int, block_d: int) -> int:
+    return min(block_d, max(16, triton.next_power_of_2(dim)))
+
+
+def _needs_int64_offsets(*tensors: torch.Tensor) -> bool:
+    """Whether offsets inside one batch element (channel and time, tile overrun included) can pass
+    2**31 - 1; the batch offset is always computed in int64."""
+    d_reach, t_reach = max(FWD_BLOCK_D, BWD_BLOCK_D), BLOCK_T + max(WIDTHS)
+    reach = max((t.shape[1] + d_reach) * abs(t.stride(1)) + (t.shape[2] + t_reach) * abs(t.stride(2))
+                for t in tensors)
+    return reach >= 2**31
+
+
+def _launch_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool,
+                out: torch.Tensor) -> torch.Tensor:
+    """Run the forward kernel into ``out`` (any strides, shape of x); return ``out``."""
+    batch, dim, seqlen = x.shape
+    if out.numel() == 0:
+        return out
+    block_d = _block_d(dim, FWD_BLOCK_D)
+    n_tblocks = triton.cdiv(seqlen, BLOCK_T)
+    grid = (batch * n_tblocks, triton.cdiv(dim, block_d))
+    _causal_conv1d_fwd_kernel[grid](
+        x, weight, bias if bias is not None else weight, out,
+        seqlen, dim, n_tblocks,
+        *x.stride(), *out.stride(), *weight.stride(),
+        WIDTH=weight.shape[1], HAS_BIAS=bias is not None, USE_SILU=silu,
+        INT64_OFFSETS=_needs_int64_offsets(x, out), BT=BLOCK_T, BD=block_d,
+        num_warps=FWD_NUM_WARPS,
+    )
+    return out
+
+
+def _launch_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dout: torch.Tensor,
+                silu: bool, dx: torch.Tensor, max_programs: int = BWD_MAX_PROGRAMS,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the backward kernel, writing ``dx`` in place; return (dx, dweight, dbias) with dweight and
+    dbias in fp32 (summed from the per-program partials)."""
+    batch, dim, seqlen = x.shape
+    width = weight.shape[1]
+    n_tblocks = triton.cdiv(seqlen, BLOCK_T)
+    n_tiles = batch * n_tblocks
+    if n_tiles == 0 or dim == 0:
+        zeros = x.new_zeros((dim, width), dtype=torch.float32)
+        return dx, zeros, zeros[:, 0].clone()
+    tiles_per_program = triton.cdiv(n_tiles, min(n_tiles, max_programs))
+    n_programs = triton.cdiv(n_tiles, tiles_per_program)
+    block_d = _block_d(dim, BWD_BLOCK_D)
+    dw_part = torch.empty((n_programs, width, dim), device=x.device, dtype=torch.float32)
+    db_part = torch.empty((n_programs, dim), device=x.device, dtype=torch.float32)
+    grid = (n_programs, triton.cdiv(dim, block_d))
+    _causal_conv1d_bwd_kernel[grid](
+        x, weight, bias if bias is not None else weight, dout, dx, dw_part, db_part,
+        seqlen, dim, n_tblocks, n_tiles, tiles_per_program,
+        *x.stride(), *dout.stride(), *dx.stride(), *weight.stride(),
+        WIDTH=width, BW=triton.next_power_of_2(width), HAS_BIAS=bias is not None, USE_SILU=silu,
+        INT64_OFFSETS=_needs_int64_offsets(x, dout, dx), BT=BLOCK_T, BD=block_d, num_warps=BWD_NUM_WARPS,
+    )
+    return dx, dw_part.sum(0).t(), db_part.sum(0)
+
+
+def _empty_like_x(x: torch.Tensor) -> torch.Tensor:
+    # Keeps x's layout when x is dense (channel-last in, channel-last out), else contiguous.
+    return torch.empty_like(x, memory_format=torch.preserve_format)
+
+
+def _in_layout_of_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``t`` (a fresh result of the reference) in x's dtype and in the layout the fake op promises."""
+    out = _empty_like_x(x)
+    if t.dtype == out.dtype and t.stride() == out.stride():
+        return t
+    return out.copy_(t)
+
+
+def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().float()
+
+
+@torch.library.custom_op("mdaf_kernels::causal_conv1d_fwd", mutates_args=())
+def causal_conv1d_fwd(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool
+) -> torch.Tensor:
+    """Forward op: out (batch, dim, seqlen) in x's dtype. Arguments are checked by causal_conv1d_fn."""
+    if backend.select(x.device, "causal_conv1d_fn") == "triton":
+        return _launch_fwd(x, weight, bias, silu, _empty_like_x(x))
+    return _in_layout_of_x(causal_conv1d_ref(x.float(), weight.float(), _fp32(bias), "silu" if silu else None), x)
+
+
+@causal_conv1d_fwd.register_fake
+def _(x, weight, bias, silu):
+    return _empty_like_x(x)
+
+
+@torch.library.custom_op("mdaf_kernels::causal_conv1d_bwd", mutates_args=())
+def causal_conv1d_bwd(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dout: torch.Tensor, silu: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward op: (dx in x's dtype and layout, dweight in weight's dtype, dbias in weight's dtype).
+
+    dbias is returned even when there is no bias (the gradient a zero bias would get), so that the
+    op always has the same outputs.
+    """
+    if backend.select(x.device, "causal_conv1d_fn") == "triton":
+        dx, dweight, dbias = _launch_bwd(x, weight, bias, dout, silu, _empty_like_x(x))
+    else:
+        dx, dweight, dbias = causal_conv1d_bwd_ref(x.float(), weight.float(), _fp32(bias), dout.float(),
+                                                    "silu" if silu else None)
+        dx = _in_layout_of_x(dx, x)
+    return dx, dweight.to(weight.dtype).contiguous(), dbias.to(weight.dtype).contiguous()
+
+
+@causal_conv1d_bwd.register_fake
+def _(x, weight, bias, dout, silu):
+    return _empty_like_x(x), weight.new_empty(weight.shape), weight.new_empty(weight.shape[0])
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, silu = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.silu = silu
+
+
+def _backward(ctx, dout: torch.Tensor):
+    x, weight, bias = ctx.saved_tensors
+    dx, dweight, dbias = causal_conv1d_bwd(x, weight, bias, dout, ctx.silu)
+    return dx, dweight, None if bias is None else dbias.to(bias.dtype), None
+
+
+causal_conv1d_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_args(x: object, weight: object, bias: object, activation: object) -> bool:
+    """Validate the public arguments; return whether SiLU is applied."""
+    x = check_tensor("x", x, ndim=3)
+    weight = check_tensor("weight", weight, ndim=2, device=x.device)
+    dim = x.shape[1]
+    if weight.shape[0] != dim:
+        raise ValueError(f"weight: expected shape (dim, width) with dim = x.shape[1] = {dim}, "
+                         f"got {tuple(weight.shape)}")
+    if weight.shape[1] not in WIDTHS:
+        raise ValueError(f"weight: width (weight.shape[1]) must be one of {WIDTHS}, got {weight.shape[1]}")
+    if bias is not None:
+        bias = check_tensor("bias", bias, ndim=1, device=x.device)
+        check_shape("bias", bias, (dim,), "(dim,) with dim = x.shape[1]")
+    if isinstance(activation, bool) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    return activation is not None
+
+
+def causal_conv1d_fn(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """Causal depthwise Conv1d over the last axis, optionally followed by SiLU.
+
+    ``out[b, d, t] = act(bias[d] + sum_k weight[d, k] * x[b, d, t - width + 1 + k])`` with zeros
+    before the start of the sequence. x: (batch, dim, seqlen) in fp32/fp16/bf16, any strides;
+    weight: (dim, width) with width 2, 3 or 4; bias: (dim,) or None; activation: None, "silu" or
+    "swish". Returns (batch, dim, seqlen) in x's dtype. Differentiable in x, weight and bias.
+    """
+    silu = _check_args(x, weight, bias, activation)
+    return causal_conv1d_fwd(x, weight, bias, silu)
+
+
+def compile_specs() -> list[KernelSpec]:
+    """The forward and backward kernels at the MDAF shape (batch 2048, dim 128, seqlen 50, width 4,
+    bias and SiLU), fp32 and bf16, for x laid out channel-first (batch, dim, seqlen contiguous) and
+    channel-last (a transposed (batch, seqlen, dim) tensor), specialised as a JIT launch would be."""
+    batch, dim, seqlen, width = 2048, 128, 50, 4
+    n_tblocks = triton.cdiv(seqlen, BLOCK_T)
+    n_tiles = batch * n_tblocks
+    tiles_per_program = triton.cdiv(n_tiles, min(n_tiles, BWD_MAX_PROGRAMS))
+    layouts = {"channel-first": (dim * seqlen, seqlen, 1), "channel-last": (seqlen * dim, 1, dim)}
+    w_strides = (width, 1)
+    flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BT": BLOCK_T}
+    specs = []
+    for dtype in ("fp32", "bf16"):
+        for layout, xs in layouts.items():
+            fwd_ints = dict(zip(
+                ("seqlen", "dim", "n_tblocks", "stride_xb", "stride_xd", "stride_xl",
+                 "stride_ob", "stride_od", "stride_ol", "stride_wd", "stride_wk"),
+                (seqlen, dim, n_tblocks, *xs, *xs, *w_strides), strict=True))
+            specs.append(_spec(
+                f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
+                pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
+                ints=fwd_ints, num_warps=FWD_NUM_WARPS,
+                constexprs={**flags, "BD": _block_d(dim, FWD_BLOCK_D)},
+            ))
+            bwd_ints = dict(zip(
+                ("seqlen", "dim", "n_tblocks", "n_tiles", "tiles_per_program", "stride_xb", "stride_xd",
+                 "stride_xl", "stride_gb", "stride_gd", "stride_gl", "stride_dxb", "stride_dxd", "stride_dxl",
+                 "stride_wd", "stride_wk"),
+                (seqlen, dim, n_tblocks, n_tiles, tiles_per_program, *xs, *xs, *xs, *w_strides), strict=True))
+            specs.append(_spec(
+                f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
+                pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
+                          "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
+                ints=bwd_ints, num_warps=BWD_NUM_WARPS,
+                constexprs={**flags, "BD": _block_d(dim, BWD_BLOCK_D), "BW": triton.next_power_of_2(width)},
+            ))
+    return specs
+
+
+def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int],
+          constexprs: dict[str, object], num_warps: int) -> KernelSpec:
+    """A KernelSpec specialised like a JIT launch with these integer values: 1 becomes a constexpr,
+    multiples of 16 get ``tt.divisibility`` (pointers from torch allocations are 16-byte aligned)."""
+    signature: dict[str, str] = {}
+    constants = dict(constexprs)
+    divisible = [name for name in pointers]
+    for arg in kernel.arg_names:
+        if arg in pointers:
+            signature[arg] = f"*{pointers[arg]}"
+        elif arg in ints:
+            value = ints[arg]
+            if value == 1:
+                signature[arg] = "constexpr"
+                constants[arg] = 1
+            else:
+                signature[arg] = "i32"
+                if value % 16 == 0:
+                    divisible.append(arg)
+        else:
+            signature[arg] = "constexpr"
+    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
+                      divisible_by_16=tuple(divisible), num_warps=num_warps)

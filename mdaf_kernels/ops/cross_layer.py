@@ -1,0 +1,790 @@
+"""Fused DCN cross layers (MDAF and DCNv3 formulas): Triton kernels, torch.library ops, public functions.
+
+Public functions (formulas in ``mdaf_kernels.reference.cross_layer``):
+
+- ``cross_layer(x, x0, weight, bias=None, *, kind, formula, ln_weight=None, ln_bias=None, eps=1e-5,
+  allow_tf32=True)``: one layer ``y = x + gate * f(x @ W.T + b)``.
+- ``cross_stack(x, weight, bias=None, *, kind, formula, ln_weight=None, ln_bias=None, eps=1e-5,
+  allow_tf32=True)``: ``weight.shape[0]`` layers over ``x`` (which is also ``x0``) in ONE launch.
+
+Forward: one program per block of ``BLOCK_B`` rows computes the GEMM (``tl.dot``, fp32 accumulation,
+a K-loop over weight tiles that stream from L2) and the whole epilogue (bias, ReLU, the DCNv3
+LayerNorm mask and concatenation, gate product, residual) in registers. The stack kernel loops over
+the layers inside the program: each layer's output block is written once (it is the next layer's
+input and is saved for the backward) and re-read by the same program from L1/L2, so the
+intermediates never make a round trip through another launch. Widths that are not a power of two
+are padded to the next power of two with masks (192 -> 256; DCNv3's half width 96 -> 128).
+
+Backward, per layer from the last to the first (3 launches per layer): a row kernel recomputes the
+pre-activation from the saved layer input, writes ``dc`` (the gradient of the GEMM output, fp32), the
+element-wise part of ``dx`` and of ``dx0`` (fp32) and per-block fp32 partials of ``db`` and the
+LayerNorm parameter grads; a GEMM kernel adds ``dc @ W`` to ``dx``; a split-K GEMM kernel writes
+per-split partials of ``dW = dc.T @ x``. All partials are summed afterwards (deterministic, no
+atomics). Saved for the backward: the op's inputs plus, for the stack, the inputs of layers 1..L-1
+(in the I/O dtype, exactly the values the forward consumed).
+
+Precision: everything is fp32 inside; inputs of any of fp32/fp16/bf16 are upcast right after loading.
+``allow_tf32=True`` (the default) runs the GEMMs on tf32 tensor cores; ``allow_tf32=False`` gives
+exact fp32 GEMMs (IEEE). For fp16/bf16 inputs the forward tf32 products are exact anyway (their
+values are representable in tf32). Grad outputs have the dtype of the tensor they belong to.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mdaf_kernels import backend
+from mdaf_kernels._checks import FLOAT_DTYPES, check_shape, check_tensor
+from mdaf_kernels.reference.cross_layer import (
+    DEFAULT_EPS,
+    FORMULAS,
+    KINDS,
+    cross_layer_ref,
+    cross_stack_ref,
+    gates_with_x0,
+    projection_size,
+)
+from mdaf_kernels.tools.kernel_spec import KernelSpec
+
+# Tile sizes. The row kernels hold full (padded) rows: [BLOCK_B, BLOCK_N] fp32 tiles, BLOCK_N up to
+# 256 at width 192, so the row block stays small; the weight streams through BLOCK_K-wide tiles. The
+# backward row kernel keeps about twice as many tiles live, hence its smaller row block (no spills at
+# 8 warps on sm_80/sm_90 at width 192; 32 rows would need 254-255 registers).
+BLOCK_B_FWD = 32
+BLOCK_B_BWD = 16
+BLOCK_B_INTERPRETER = 16  # several programs even on the tiny test batches
+BLOCK_K = 32
+# Backward GEMMs (dx += dc @ W, dW = dc.T @ x): 64 x 64 output tiles (32 x 64 for exact fp32, whose
+# IEEE dot needs more registers), K-loop of 32.
+GEMM_BLOCK_M = 64
+GEMM_BLOCK_N = 64
+GEMM_BLOCK_K = 32
+# dW reduces over the batch: each split-K program covers this many rows, writing an fp32 partial.
+DW_ROWS_PER_SPLIT = 512
+DW_ROWS_PER_SPLIT_INTERPRETER = 32  # so that the tests exercise several splits
+MAX_WIDTH = 1024
+# float64 is accepted for checks and gradcheck; the Triton kernels compute it in fp32 like the rest.
+DTYPES = (*FLOAT_DTYPES, torch.float64)
+
+
+def _row_warps(block_n: int) -> int:
+    return 8 if block_n >= 128 else 4
+
+
+# ----------------------------------------------------------------------------------------------------
+# Triton kernels
+# ----------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _project(
+    in_ptr, w_ptr, o_row, m_b, o_n, m_n, width,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+):
+    """``in[rows] @ W.T`` for one row block: [BLOCK_B, BLOCK_N] fp32, zero in padded columns."""
+    b_acc = tl.zeros([BLOCK_B, BLOCK_N], dtype=tl.float32)  # [BB, BN]
+    for k0 in range(0, width, BLOCK_K):
+        o_k = k0 + tl.arange(0, BLOCK_K)  # [BK]
+        m_k = o_k < width
+        p_x = in_ptr + o_row[:, None] + o_k[None, :]  # [BB, BK]
+        # .cg (L2, not L1): in the stack kernel these rows were just written by this program
+        b_x = tl.load(p_x, mask=m_b[:, None] & m_k[None, :], other=0.0, cache_modifier=".cg").to(tl.float32)
+        p_w = w_ptr + o_n[None, :] * width + o_k[:, None]  # [BK, BN]: W.T tile
+        b_w = tl.load(p_w, mask=m_n[None, :] & m_k[:, None], other=0.0).to(tl.float32)
+        b_acc = tl.dot(b_x, b_w, b_acc, input_precision=INPUT_PRECISION)
+    return b_acc
+
+
+@triton.jit
+def _layer_norm_mask(b_c, m_n, lnw_ptr, lnb_ptr, o_n, n_feat, eps):
+    """DCNv3's mask pieces for c [BB, BN]: (normalised c, LayerNorm output a, 1 / std)."""
+    b_mean = tl.sum(b_c, axis=1) / n_feat  # [BB]; padded columns of c are zero
+    b_diff = tl.where(m_n[None, :], b_c - b_mean[:, None], 0.0)  # [BB, BN]
+    b_rstd = 1.0 / tl.sqrt(tl.sum(b_diff * b_diff, axis=1) / n_feat + eps)  # [BB]
+    b_nrm = b_diff * b_rstd[:, None]
+    b_lnw = tl.load(lnw_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+    b_lnb = tl.load(lnb_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)
+    b_a = b_nrm * b_lnw[None, :] + b_lnb[None, :]
+    return b_nrm, b_a, b_rstd, b_lnw
+
+
+@triton.jit
+def _cross_fwd_kernel(
+    x_ptr, x0_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, saved_ptr,
+    batch, width, n_feat, num_layers, eps,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    IS_DCNV3: tl.constexpr, IS_ECN: tl.constexpr, GATE_X0: tl.constexpr, HAS_BIAS: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    """``num_layers`` cross layers over one block of rows. Layer l reads its input from x (l = 0) or
+    from the previous layer's output, written by this same program; the last layer writes y, the
+    others write ``saved[l]`` (the backward's saved layer inputs)."""
+    i_b = tl.program_id(0)
+    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)  # [BB]
+    m_b = o_b < batch
+    o_row = o_b.to(tl.int64) * width  # [BB] row offsets
+    o_n = tl.arange(0, BLOCK_N)  # [BN]
+    m_n = o_n < n_feat
+    m_tile = m_b[:, None] & m_n[None, :]  # [BB, BN]
+    p_lo = o_row[:, None] + o_n[None, :]  # [BB, BN]: columns [0, n_feat) of the width
+    p_hi = p_lo + n_feat  # DCNv3's second half: columns [n_feat, 2 n_feat)
+
+    in_ptr = x_ptr
+    for layer in range(num_layers):
+        w_layer = w_ptr + layer * n_feat * width
+        b_c = _project(in_ptr, w_layer, o_row, m_b, o_n, m_n, width, BLOCK_B, BLOCK_N, BLOCK_K,
+                       INPUT_PRECISION)  # [BB, BN]
+        if layer == num_layers - 1:
+            out_ptr = y_ptr
+        else:
+            out_ptr = saved_ptr + (layer * batch).to(tl.int64) * width
+
+        b_x = tl.load(in_ptr + p_lo, mask=m_tile, other=0.0, cache_modifier=".cg").to(tl.float32)  # [BB, BN]
+        if GATE_X0:
+            b_g = tl.load(x0_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)
+        else:
+            b_g = b_x
+        if IS_DCNV3:
+            b_nrm, b_a, b_rstd, b_lnw = _layer_norm_mask(
+                b_c, m_n, lnw_ptr + layer * n_feat, lnb_ptr + layer * n_feat, o_n, n_feat, eps)
+            b_h = b_c
+            b_h2 = b_c * tl.maximum(b_a, 0.0)
+            if HAS_BIAS:
+                p_b = b_ptr + layer * width + o_n  # [BN]
+                b_h += tl.load(p_b, mask=m_n, other=0.0).to(tl.float32)[None, :]
+                b_h2 += tl.load(p_b + n_feat, mask=m_n, other=0.0).to(tl.float32)[None, :]
+            b_x2 = tl.load(in_ptr + p_hi, mask=m_tile, other=0.0, cache_modifier=".cg").to(tl.float32)
+            if GATE_X0:
+                b_g2 = tl.load(x0_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+            else:
+                b_g2 = b_x2
+            tl.store(out_ptr + p_hi, (b_x2 + b_g2 * b_h2).to(y_ptr.dtype.element_ty), mask=m_tile)
+        else:
+            b_h = b_c
+            if HAS_BIAS:
+                b_h += tl.load(b_ptr + layer * width + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
+            if IS_ECN:
+                b_h = tl.maximum(b_h, 0.0)
+        tl.store(out_ptr + p_lo, (b_x + b_g * b_h).to(y_ptr.dtype.element_ty), mask=m_tile)
+        # The next layer reads this block back, in other threads' layout.
+        tl.debug_barrier()
+        in_ptr = out_ptr
+
+
+@triton.jit
+def _cross_bwd_rows_kernel(
+    x_ptr, x0_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, dy_ptr,
+    dc_ptr, dx_ptr, dx0_ptr, db_part_ptr, dlnw_part_ptr, dlnb_part_ptr,
+    batch, width, n_feat, eps,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    IS_DCNV3: tl.constexpr, IS_ECN: tl.constexpr, GATE_X0: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ACCUMULATE_DX0: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+):
+    """One layer's backward over a block of rows, except the two GEMMs with W and x (done after).
+
+    Writes dc = d(loss)/d(x @ W.T) (fp32), the element-wise part of dx (fp32), adds the gate's grad
+    to dx0 (fp32) and stores this block's fp32 partial sums of db, d(ln_weight), d(ln_bias)."""
+    i_b = tl.program_id(0)
+    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)  # [BB]
+    m_b = o_b < batch
+    o_row = o_b.to(tl.int64) * width  # [BB]
+    o_n = tl.arange(0, BLOCK_N)  # [BN]
+    m_n = o_n < n_feat
+    m_tile = m_b[:, None] & m_n[None, :]  # [BB, BN]
+    p_lo = o_row[:, None] + o_n[None, :]  # [BB, BN]
+    p_hi = p_lo + n_feat
+    p_dc = o_b.to(tl.int64)[:, None] * n_feat + o_n[None, :]  # [BB, BN]
+
+    b_c = _project(x_ptr, w_ptr, o_row, m_b, o_n, m_n, width, BLOCK_B, BLOCK_N, BLOCK_K,
+                   INPUT_PRECISION)  # [BB, BN]
+    b_dy = tl.load(dy_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)  # [BB, BN]; 0 in padding
+    if GATE_X0:
+        b_g = tl.load(x0_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)
+    else:
+        b_g = tl.load(x_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)
+    if IS_DCNV3:
+        b_nrm, b_a, b_rstd, b_lnw = _layer_norm_mask(b_c, m_n, lnw_ptr, lnb_ptr, o_n, n_feat, eps)
+        b_m = tl.maximum(b_a, 0.0)
+        b_h = b_c
+        b_h2 = b_c * b_m
+        if HAS_BIAS:
+            b_h += tl.load(b_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
+            b_h2 += tl.load(b_ptr + n_feat + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
+        b_dy2 = tl.load(dy_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+        if GATE_X0:
+            b_g2 = tl.load(x0_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+        else:
+            b_g2 = tl.load(x_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+        b_dh = b_dy * b_g  # [BB, BN]: grad of h = [c || c * m] + b, first half
+        b_dh2 = b_dy2 * b_g2  # second half
+        b_da = tl.where(b_a > 0.0, b_dh2 * b_c, 0.0)  # grad of the LayerNorm output a
+        b_dn = b_da * b_lnw[None, :]  # grad of the normalised c (0 in padded columns)
+        b_dn_mean = tl.sum(b_dn, axis=1) / n_feat  # [BB]
+        b_dnn_mean = tl.sum(b_dn * b_nrm, axis=1) / n_feat
+        # the LayerNorm backward: rstd * (dn - mean(dn) - n * mean(dn * n))
+        b_dc_ln = b_rstd[:, None] * (b_dn - b_dn_mean[:, None] - b_nrm * b_dnn_mean[:, None])
+        b_dc = b_dh + b_dh2 * b_m + b_dc_ln
+        o_part = i_b * n_feat + o_n
+        tl.store(dlnw_part_ptr + o_part, tl.sum(b_da * b_nrm, axis=0), mask=m_n)
+        tl.store(dlnb_part_ptr + o_part, tl.sum(b_da, axis=0), mask=m_n)
+        tl.store(db_part_ptr + i_b * width + o_n, tl.sum(b_dh, axis=0), mask=m_n)
+        tl.store(db_part_ptr + i_b * width + n_feat + o_n, tl.sum(b_dh2, axis=0), mask=m_n)
+        if GATE_X0:
+            b_dx0_2 = b_dy2 * b_h2
+            if ACCUMULATE_DX0:
+                b_dx0_2 += tl.load(dx0_ptr + p_hi, mask=m_tile, other=0.0)
+            tl.store(dx0_ptr + p_hi, b_dx0_2, mask=m_tile)
+            tl.store(dx_ptr + p_hi, b_dy2, mask=m_tile)
+        else:
+            tl.store(dx_ptr + p_hi, b_dy2 + b_dy2 * b_h2, mask=m_tile)
+    else:
+        b_h = b_c
+        if HAS_BIAS:
+            b_h += tl.load(b_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
+        b_dc = b_dy * b_g
+        if IS_ECN:
+            b_dc = tl.where(b_h > 0.0, b_dc, 0.0)
+            b_h = tl.maximum(b_h, 0.0)
+        tl.store(db_part_ptr + i_b * width + o_n, tl.sum(b_dc, axis=0), mask=m_n)
+    if GATE_X0:
+        b_dx0 = b_dy * b_h
+        if ACCUMULATE_DX0:
+            b_dx0 += tl.load(dx0_ptr + p_lo, mask=m_tile, other=0.0)
+        tl.store(dx0_ptr + p_lo, b_dx0, mask=m_tile)
+        tl.store(dx_ptr + p_lo, b_dy, mask=m_tile)
+    else:
+        tl.store(dx_ptr + p_lo, b_dy + b_dy * b_h, mask=m_tile)
+    tl.store(dc_ptr + p_dc, b_dc, mask=m_tile)
+
+
+@triton.jit
+def _matmul_kernel(
+    a_ptr, b_ptr, c_ptr,
+    M, N, K, k_per_split,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_cs, stride_cm,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ACCUMULATE: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+):
+    """``c[s] (+)= a[:, ks] @ b[ks, :]`` in fp32 for the s-th split ``ks`` of K (c's columns unit-stride)."""
+    i_m = tl.program_id(0)
+    i_n = tl.program_id(1)
+    i_s = tl.program_id(2)
+    o_m = (i_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)  # [BM]
+    o_n = (i_n * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # [BN]
+    m_m = o_m < M
+    m_n = o_n < N
+    k_start = i_s * k_per_split
+    k_end = tl.minimum(k_start + k_per_split, K)
+    b_acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)  # [BM, BN]
+    for k0 in range(k_start, k_end, BLOCK_K):
+        o_k = (k0 + tl.arange(0, BLOCK_K)).to(tl.int64)  # [BK]
+        m_k = o_k < k_end
+        p_a = a_ptr + o_m[:, None] * stride_am + o_k[None, :] * stride_ak  # [BM, BK]
+        b_a = tl.load(p_a, mask=m_m[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        p_b = b_ptr + o_k[:, None] * stride_bk + o_n[None, :] * stride_bn  # [BK, BN]
+        b_b = tl.load(p_b, mask=m_k[:, None] & m_n[None, :], other=0.0).to(tl.float32)
+        b_acc = tl.dot(b_a, b_b, b_acc, input_precision=INPUT_PRECISION)
+    p_c = c_ptr + i_s * stride_cs + o_m[:, None] * stride_cm + o_n[None, :]  # [BM, BN]
+    m_c = m_m[:, None] & m_n[None, :]
+    if ACCUMULATE:
+        b_acc += tl.load(p_c, mask=m_c, other=0.0)
+    tl.store(p_c, b_acc, mask=m_c)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Host launch code
+# ----------------------------------------------------------------------------------------------------
+
+
+def _precision(allow_tf32: bool) -> str:
+    return "tf32" if allow_tf32 else "ieee"
+
+
+def _block_b(backward: bool) -> int:
+    if backend.interpreter_active():
+        return BLOCK_B_INTERPRETER
+    return BLOCK_B_BWD if backward else BLOCK_B_FWD
+
+
+def _row_constexprs(kind: str, formula: str, n_feat: int, has_bias: bool, allow_tf32: bool,
+                    backward: bool) -> dict:
+    return dict(
+        BLOCK_B=_block_b(backward), BLOCK_N=max(16, triton.next_power_of_2(n_feat)), BLOCK_K=BLOCK_K,
+        IS_DCNV3=formula == "dcnv3", IS_ECN=kind == "ecn", GATE_X0=gates_with_x0(kind, formula),
+        HAS_BIAS=has_bias, INPUT_PRECISION=_precision(allow_tf32),
+    )
+
+
+def _ln_params(weight: torch.Tensor, ln_weight, ln_bias, formula: str):
+    """DCNv3's LayerNorm parameters, identity affine where absent (mdaf: dummies, never read)."""
+    if formula != "dcnv3":
+        return weight, weight
+    layers, n_feat = weight.shape[0], weight.shape[1]
+    if ln_weight is None:
+        ln_weight = weight.new_ones(layers, n_feat)
+    if ln_bias is None:
+        ln_bias = weight.new_zeros(layers, n_feat)
+    return ln_weight.contiguous(), ln_bias.contiguous()
+
+
+def _launch_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    """(y, saved): y (batch, width) and the inputs of layers 1..L-1 (L-1, batch, width), x's dtype."""
+    batch, width = x.shape
+    layers, n_feat, _ = weight.shape
+    x, weight = x.contiguous(), weight.contiguous()
+    x0 = x if x0 is None else x0.contiguous()
+    lnw, lnb = _ln_params(weight, ln_weight, ln_bias, formula)
+    y = torch.empty_like(x)
+    saved = x.new_empty((layers - 1, batch, width))
+    meta = _row_constexprs(kind, formula, n_feat, bias is not None, allow_tf32, backward=False)
+    grid = (triton.cdiv(batch, meta["BLOCK_B"]),)
+    _cross_fwd_kernel[grid](
+        x, x0, weight, weight if bias is None else bias.contiguous(), lnw, lnb, y, saved if layers > 1 else y,
+        batch, width, n_feat, layers, eps,
+        num_warps=_row_warps(meta["BLOCK_N"]), **meta,
+    )
+    return y, saved
+
+
+def _gemm_blocks(allow_tf32: bool) -> tuple[int, int, int]:
+    return (GEMM_BLOCK_M if allow_tf32 else GEMM_BLOCK_M // 2), GEMM_BLOCK_N, GEMM_BLOCK_K
+
+
+def _matmul(a, b, c, *, M, N, K, strides_a, strides_b, stride_cm, allow_tf32, accumulate=False,
+            k_per_split=None):
+    """c[s] (+)= a @ b over split s of K; a, b given by (row, col) strides, c contiguous per split."""
+    block_m, block_n, block_k = _gemm_blocks(allow_tf32)
+    k_per_split = K if k_per_split is None else k_per_split
+    splits = max(1, triton.cdiv(K, k_per_split))
+    grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n), splits)
+    _matmul_kernel[grid](
+        a, b, c, M, N, K, k_per_split, *strides_a, *strides_b, M * stride_cm, stride_cm,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, ACCUMULATE=accumulate,
+        INPUT_PRECISION=_precision(allow_tf32), num_warps=4,
+    )
+
+
+def _dw_rows_per_split() -> int:
+    return DW_ROWS_PER_SPLIT_INTERPRETER if backend.interpreter_active() else DW_ROWS_PER_SPLIT
+
+
+def _launch_bwd(dy, x, x0, saved, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    """Grads of ``_launch_fwd``: (dx, dx0, dW, db, dln_weight, dln_bias), fp32; dx0 is None when the
+    gate is not x0, and with ``x0=None`` (the stack) dx already includes the gate's grad."""
+    batch, width = x.shape
+    layers, n_feat, _ = weight.shape
+    x, weight, dy = x.contiguous(), weight.contiguous(), dy.contiguous()
+    x0_t = x if x0 is None else x0.contiguous()
+    lnw, lnb = _ln_params(weight, ln_weight, ln_bias, formula)
+    meta = _row_constexprs(kind, formula, n_feat, bias is not None, allow_tf32, backward=True)
+    n_blocks = triton.cdiv(batch, meta["BLOCK_B"])
+    rows_per_split = triton.cdiv(_dw_rows_per_split(), GEMM_BLOCK_K) * GEMM_BLOCK_K
+    splits = triton.cdiv(batch, rows_per_split)
+    f32 = dict(device=x.device, dtype=torch.float32)
+    dc = torch.empty(batch, n_feat, **f32)
+    gate_x0 = meta["GATE_X0"]
+    dx0 = torch.empty(batch, width, **f32) if gate_x0 else None
+    db_part = torch.empty(layers, n_blocks, width, **f32)
+    ln_part = torch.empty(2, layers, n_blocks, n_feat, **f32) if formula == "dcnv3" else db_part
+    dw_part = torch.empty(layers, splits, n_feat, width, **f32)
+    grad = dy
+    for layer in reversed(range(layers)):
+        x_l = x if layer == 0 else saved[layer - 1]
+        dx = torch.empty(batch, width, **f32)
+        b_l = bias[layer] if bias is not None else weight  # a dummy pointer when HAS_BIAS is off
+        dlnw_l, dlnb_l = (ln_part[0, layer], ln_part[1, layer]) if formula == "dcnv3" else (db_part, db_part)
+        _cross_bwd_rows_kernel[(n_blocks,)](
+            x_l, x0_t, weight[layer], b_l, lnw[layer], lnb[layer], grad,
+            dc, dx, dx if dx0 is None else dx0, db_part[layer], dlnw_l, dlnb_l,
+            batch, width, n_feat, eps,
+            ACCUMULATE_DX0=layer != layers - 1, num_warps=_row_warps(meta["BLOCK_N"]), **meta,
+        )
+        # dx += dc @ W_l: (batch, n_feat) @ (n_feat, width)
+        _matmul(dc, weight[layer], dx, M=batch, N=width, K=n_feat, strides_a=(n_feat, 1),
+                strides_b=(width, 1), stride_cm=width, allow_tf32=allow_tf32, accumulate=True)
+        # dW_l = dc.T @ x_l: (n_feat, batch) @ (batch, width), split over the batch
+        _matmul(dc, x_l, dw_part[layer], M=n_feat, N=width, K=batch, strides_a=(1, n_feat),
+                strides_b=(width, 1), stride_cm=width, allow_tf32=allow_tf32, k_per_split=rows_per_split)
+        grad = dx
+    if x0 is None and dx0 is not None:
+        grad = grad + dx0
+        dx0 = None
+    dweight = dw_part.sum(1)
+    dbias = db_part.sum(1)
+    dlnw, dlnb = (ln_part[0].sum(1), ln_part[1].sum(1)) if formula == "dcnv3" else (None, None)
+    return grad, dx0, dweight, dbias, dlnw, dlnb
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reference path (CPU) for the same ops
+# ----------------------------------------------------------------------------------------------------
+
+
+def _layer_params(weight, bias, ln_weight, ln_bias, layer):
+    pick = (lambda t: None if t is None else t[layer])
+    return weight[layer], pick(bias), pick(ln_weight), pick(ln_bias)
+
+
+def _ref_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps):
+    if x0 is None:
+        return cross_stack_ref(x, weight, bias, kind=kind, formula=formula, ln_weight=ln_weight,
+                               ln_bias=ln_bias, eps=eps, return_intermediates=True)
+    w, b, lnw, lnb = _layer_params(weight, bias, ln_weight, ln_bias, 0)
+    y = cross_layer_ref(x, x0, w, b, kind=kind, formula=formula, ln_weight=lnw, ln_bias=lnb, eps=eps)
+    return y, x.new_empty((0, *x.shape))
+
+
+def _ref_bwd(dy, x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps):
+    """The reference's grads, same layout as ``_launch_bwd``. ``torch.func.vjp`` rather than
+    ``torch.autograd``: inside a custom op's implementation autograd is not recording."""
+    inputs = {"x": x, "x0": x0, "weight": weight, "bias": bias, "ln_weight": ln_weight, "ln_bias": ln_bias}
+    present = {k: v for k, v in inputs.items() if v is not None}
+
+    def forward(*tensors):
+        args = {**inputs, **dict(zip(present, tensors, strict=True))}
+        y, _ = _ref_fwd(*(args[k] for k in inputs), kind, formula, eps)
+        return y
+
+    _, vjp = torch.func.vjp(forward, *present.values())
+    grads = dict(zip(present, vjp(dy.to(x.dtype)), strict=True))
+    return tuple(grads.get(k) for k in inputs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# torch.library ops
+# ----------------------------------------------------------------------------------------------------
+# Internally both ops take stacked parameters: weight (L, n_feat, width), bias (L, width), LayerNorm
+# parameters (L, n_feat). ``x0=None`` means a stack (the gate x0 is x itself).
+
+
+def _forward_impl(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    if backend.select(x.device, "cross_layer") == "triton" and x.shape[0] > 0:
+        return _launch_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32)
+    y, saved = _ref_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps)
+    return y.contiguous(), saved.contiguous()
+
+
+def _backward_impl(dy, x, x0, saved, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    """(dx, dx0, dW, db, dln_weight, dln_bias) in the dtypes of their tensors; empty where absent."""
+    if backend.select(x.device, "cross_layer") == "triton" and x.shape[0] > 0:
+        grads = _launch_bwd(dy, x, x0, saved, weight, bias, ln_weight, ln_bias, kind, formula, eps,
+                            allow_tf32)
+    else:
+        grads = _ref_bwd(dy, x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps)
+    like = (x, x0, weight, bias, ln_weight, ln_bias)
+    return tuple(
+        x.new_empty(0) if t is None or g is None else g.to(t.dtype).contiguous()
+        for g, t in zip(grads, like, strict=True)
+    )
+
+
+def _unsqueeze(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.unsqueeze(0)
+
+
+@torch.library.custom_op("mdaf_kernels::cross_layer", mutates_args=())
+def cross_layer_op(
+    x: torch.Tensor, x0: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+    ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None, kind: str, formula: str, eps: float,
+    allow_tf32: bool,
+) -> torch.Tensor:
+    """One layer; arguments checked by ``cross_layer``. Returns y (batch, width) in x's dtype."""
+    y, _ = _forward_impl(x, x0, weight.unsqueeze(0), _unsqueeze(bias), _unsqueeze(ln_weight),
+                         _unsqueeze(ln_bias), kind, formula, eps, allow_tf32)
+    return y
+
+
+@cross_layer_op.register_fake
+def _(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("mdaf_kernels::cross_layer_backward", mutates_args=())
+def cross_layer_backward_op(
+    dy: torch.Tensor, x: torch.Tensor, x0: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+    ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None, kind: str, formula: str, eps: float,
+    allow_tf32: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dx0, dweight, dbias, dln_weight, dln_bias); dx0 is zero when the gate is not x0 (DCNv3
+    ECN) and the parameter grads are empty tensors for absent parameters."""
+    dx, dx0, dw, db, dlnw, dlnb = _backward_impl(
+        dy, x, x0, x.new_empty((0, *x.shape)), weight.unsqueeze(0), _unsqueeze(bias), _unsqueeze(ln_weight),
+        _unsqueeze(ln_bias), kind, formula, eps, allow_tf32)
+    if dx0.numel() == 0:
+        dx0 = torch.zeros_like(x0)
+    squeeze = (lambda g: g if g.numel() == 0 else g.squeeze(0).contiguous())
+    return dx, dx0, squeeze(dw), squeeze(db), squeeze(dlnw), squeeze(dlnb)
+
+
+def _param_fakes(bias, ln_weight, ln_bias, like):
+    return tuple(like.new_empty(0) if t is None else torch.empty_like(t) for t in (bias, ln_weight, ln_bias))
+
+
+@cross_layer_backward_op.register_fake
+def _(dy, x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    return (torch.empty_like(x), torch.empty_like(x0), torch.empty_like(weight),
+            *_param_fakes(bias, ln_weight, ln_bias, weight))
+
+
+def _layer_setup_context(ctx, inputs, output) -> None:
+    x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32 = inputs
+    ctx.save_for_backward(x, x0, weight, bias, ln_weight, ln_bias)
+    ctx.config = (kind, formula, eps, allow_tf32)
+
+
+def _optional_grads(grads, tensors):
+    return tuple(None if t is None else g for g, t in zip(grads, tensors, strict=True))
+
+
+def _layer_backward(ctx, dy):
+    x, x0, weight, bias, ln_weight, ln_bias = ctx.saved_tensors
+    dx, dx0, dw, db, dlnw, dlnb = cross_layer_backward_op(dy, x, x0, weight, bias, ln_weight, ln_bias,
+                                                          *ctx.config)
+    param_grads = _optional_grads((db, dlnw, dlnb), (bias, ln_weight, ln_bias))
+    return (dx, dx0, dw, *param_grads, None, None, None, None)
+
+
+cross_layer_op.register_autograd(_layer_backward, setup_context=_layer_setup_context)
+
+
+@torch.library.custom_op("mdaf_kernels::cross_stack", mutates_args=())
+def cross_stack_op(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ln_weight: torch.Tensor | None,
+    ln_bias: torch.Tensor | None, kind: str, formula: str, eps: float, allow_tf32: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stack; arguments checked by ``cross_stack``. Returns (y, saved): y (batch, width) and the
+    inputs of layers 1..L-1 (L-1, batch, width), which the backward reuses."""
+    return _forward_impl(x, None, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32)
+
+
+@cross_stack_op.register_fake
+def _(x, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    return torch.empty_like(x), x.new_empty((weight.shape[0] - 1, *x.shape))
+
+
+@torch.library.custom_op("mdaf_kernels::cross_stack_backward", mutates_args=())
+def cross_stack_backward_op(
+    dy: torch.Tensor, x: torch.Tensor, saved: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+    ln_weight: torch.Tensor | None, ln_bias: torch.Tensor | None, kind: str, formula: str, eps: float,
+    allow_tf32: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dweight, dbias, dln_weight, dln_bias); empty tensors for absent parameters."""
+    dx, _, dw, db, dlnw, dlnb = _backward_impl(dy, x, None, saved, weight, bias, ln_weight, ln_bias, kind,
+                                               formula, eps, allow_tf32)
+    return dx, dw, db, dlnw, dlnb
+
+
+@cross_stack_backward_op.register_fake
+def _(dy, x, saved, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
+    return torch.empty_like(x), torch.empty_like(weight), *_param_fakes(bias, ln_weight, ln_bias, weight)
+
+
+def _stack_setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32 = inputs
+    ctx.save_for_backward(x, output[1], weight, bias, ln_weight, ln_bias)
+    ctx.config = (kind, formula, eps, allow_tf32)
+
+
+def _stack_backward(ctx, dy, _dsaved):
+    x, saved, weight, bias, ln_weight, ln_bias = ctx.saved_tensors
+    dx, dw, db, dlnw, dlnb = cross_stack_backward_op(dy, x, saved, weight, bias, ln_weight, ln_bias,
+                                                     *ctx.config)
+    return (dx, dw, *_optional_grads((db, dlnw, dlnb), (bias, ln_weight, ln_bias)), None, None, None, None)
+
+
+cross_stack_op.register_autograd(_stack_backward, setup_context=_stack_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public functions
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check_config(kind: object, formula: object, width: int, eps: object) -> int:
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    if formula not in FORMULAS:
+        raise ValueError(f"formula: expected one of {FORMULAS}, got {formula!r}")
+    if formula == "dcnv3" and width % 2:
+        raise ValueError(f"x: formula='dcnv3' needs an even width (it projects to width // 2 features), "
+                         f"got width {width}")
+    if width > MAX_WIDTH:
+        raise ValueError(f"x: width must be at most {MAX_WIDTH} (rows are held on chip), got {width}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"eps: expected a positive float, got {eps!r}")
+    return projection_size(width, formula)
+
+
+def _check_params(x, weight, bias, ln_weight, ln_bias, formula, n_feat, lead: tuple[int, ...]) -> None:
+    """Shapes ``lead + (...)`` for the parameters; all on x's device with x's dtype."""
+    width = x.shape[1]
+    rank = len(lead)
+    check_tensor("weight", weight, ndim=rank + 2, dtypes=(x.dtype,), device=x.device)
+    check_shape("weight", weight, (*lead, n_feat, width),
+                f"({'layers, ' if rank else ''}{'width // 2' if formula == 'dcnv3' else 'width'}, width)")
+    if bias is not None:
+        check_tensor("bias", bias, ndim=rank + 1, dtypes=(x.dtype,), device=x.device)
+        check_shape("bias", bias, (*lead, width), f"({'layers, ' if rank else ''}width)")
+    for name, t in (("ln_weight", ln_weight), ("ln_bias", ln_bias)):
+        if t is None:
+            continue
+        if formula != "dcnv3":
+            raise ValueError(f"{name}: only formula='dcnv3' has a LayerNorm; pass None with "
+                             f"formula={formula!r}")
+        check_tensor(name, t, ndim=rank + 1, dtypes=(x.dtype,), device=x.device)
+        check_shape(name, t, (*lead, n_feat), f"({'layers, ' if rank else ''}width // 2)")
+
+
+def cross_layer(
+    x: torch.Tensor,
+    x0: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    kind: str = "lcn",
+    formula: str = "mdaf",
+    ln_weight: torch.Tensor | None = None,
+    ln_bias: torch.Tensor | None = None,
+    eps: float = DEFAULT_EPS,
+    allow_tf32: bool = True,
+) -> torch.Tensor:
+    """One fused DCN cross layer ``y = x + gate * f(x @ weight.T + bias)``.
+
+    - ``formula="mdaf"``: weight (width, width); f = identity (``kind="lcn"``) or ReLU (``"ecn"``);
+      gate = x0.
+    - ``formula="dcnv3"``: weight (width // 2, width) (even width); ``c = x @ weight.T``,
+      ``f = [c || c * relu(LayerNorm(c; ln_weight, ln_bias, eps))] + bias``; gate = x0 for "lcn",
+      x itself for "ecn" (x0 is then unused and may be None). Absent LayerNorm parameters mean an
+      identity affine.
+
+    x, x0: (batch, width); bias: (width,) or None; ln_weight, ln_bias: (width // 2,) or None. All in
+    one dtype (fp32, fp16 or bf16) on one device; y has x's dtype. ``allow_tf32`` (default True) lets
+    fp32 GEMMs use tf32 tensor cores on GPU; False makes them exact fp32. Differentiable in every
+    tensor argument.
+    """
+    x = check_tensor("x", x, ndim=2, dtypes=DTYPES)
+    n_feat = _check_config(kind, formula, x.shape[1], eps)
+    if x0 is None:
+        if gates_with_x0(kind, formula):
+            raise ValueError(f"x0: kind={kind!r} with formula={formula!r} gates with x0; got None")
+        x0 = x
+    x0 = check_tensor("x0", x0, ndim=2, dtypes=(x.dtype,), device=x.device)
+    check_shape("x0", x0, tuple(x.shape), "(batch, width), the shape of x")
+    _check_params(x, weight, bias, ln_weight, ln_bias, formula, n_feat, ())
+    return cross_layer_op(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, float(eps),
+                          bool(allow_tf32))
+
+
+def cross_stack(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    kind: str = "lcn",
+    formula: str = "mdaf",
+    ln_weight: torch.Tensor | None = None,
+    ln_bias: torch.Tensor | None = None,
+    eps: float = DEFAULT_EPS,
+    allow_tf32: bool = True,
+) -> torch.Tensor:
+    """``weight.shape[0]`` cross layers over x (the stack input, x0 = x) in one fused launch.
+
+    Same formulas and dtype rules as ``cross_layer``, with the parameters stacked over the layers:
+    weight (layers, width or width // 2, width), bias (layers, width), ln_weight and ln_bias
+    (layers, width // 2). Equal to calling ``cross_layer`` layer by layer with x0 = x.
+    """
+    x = check_tensor("x", x, ndim=2, dtypes=DTYPES)
+    n_feat = _check_config(kind, formula, x.shape[1], eps)
+    layers = check_tensor("weight", weight, ndim=3, dtypes=(x.dtype,), device=x.device).shape[0]
+    if layers < 1:
+        raise ValueError("weight: expected at least one layer, got weight.shape[0] = 0")
+    _check_params(x, weight, bias, ln_weight, ln_bias, formula, n_feat, (layers,))
+    y, _ = cross_stack_op(x, weight, bias, ln_weight, ln_bias, kind, formula, float(eps), bool(allow_tf32))
+    return y
+
+
+# ----------------------------------------------------------------------------------------------------
+# Static compile report
+# ----------------------------------------------------------------------------------------------------
+
+
+def compile_specs() -> list[KernelSpec]:
+    """Layer/stack forward, row backward and the backward GEMMs at the MDAF shape (batch 2048, width
+    192, 2 layers for the stack), both formulas, fp32 (tf32) and bf16."""
+    batch, width = 2048, 192
+    specs = []
+    for dtype in ("fp32", "bf16"):
+        for formula in FORMULAS:
+            for kind in KINDS:
+                n_feat = projection_size(width, formula)
+                meta = {**_row_constexprs(kind, formula, n_feat, True, True, backward=False),
+                        "BLOCK_B": BLOCK_B_FWD}
+                warps = _row_warps(meta["BLOCK_N"])
+                tag = f"{formula},{kind},{dtype}"
+                for name, layers in (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)):
+                    specs.append(_spec(
+                        f"{name}[{tag}]", _cross_fwd_kernel,
+                        pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
+                                                     "lnb_ptr", "y_ptr", "saved_ptr")},
+                        ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
+                        constexprs=meta, num_warps=warps,
+                    ))
+                specs.append(_spec(
+                    f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,
+                    pointers={**{p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr", "lnb_ptr",
+                                                    "dy_ptr")},
+                              **{p: "fp32" for p in ("dc_ptr", "dx_ptr", "dx0_ptr", "db_part_ptr",
+                                                     "dlnw_part_ptr", "dlnb_part_ptr")}},
+                    ints={"batch": batch, "width": width, "n_feat": n_feat},
+                    constexprs={**meta, "BLOCK_B": BLOCK_B_BWD, "ACCUMULATE_DX0": True}, num_warps=warps,
+                ))
+        for allow_tf32 in (True, False) if dtype == "fp32" else (True,):
+            block_m, block_n, block_k = _gemm_blocks(allow_tf32)
+            gemm_meta = dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+                             INPUT_PRECISION=_precision(allow_tf32))
+            precision = "tf32" if allow_tf32 else "ieee"
+            specs.append(_spec(
+                f"cross_bwd_dx_gemm[{dtype},{precision}]", _matmul_kernel,
+                pointers={"a_ptr": "fp32", "b_ptr": dtype, "c_ptr": "fp32"},
+                ints={"M": batch, "N": width, "K": width, "k_per_split": width, "stride_am": width,
+                      "stride_ak": 1, "stride_bk": width, "stride_bn": 1, "stride_cs": batch * width,
+                      "stride_cm": width},
+                constexprs={**gemm_meta, "ACCUMULATE": True}, num_warps=4,
+            ))
+            specs.append(_spec(
+                f"cross_bwd_dw_gemm[{dtype},{precision}]", _matmul_kernel,
+                pointers={"a_ptr": "fp32", "b_ptr": dtype, "c_ptr": "fp32"},
+                ints={"M": width, "N": width, "K": batch, "k_per_split": DW_ROWS_PER_SPLIT, "stride_am": 1,
+                      "stride_ak": width, "stride_bk": width, "stride_bn": 1, "stride_cs": width * width,
+                      "stride_cm": width},
+                constexprs={**gemm_meta, "ACCUMULATE": False}, num_warps=4,
+            ))
+    return specs
+
+
+def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int], constexprs: dict,
+          num_warps: int) -> KernelSpec:
+    """A KernelSpec specialised like a JIT launch: integer 1 becomes a constexpr, multiples of 16 and
+    the (16-byte aligned) pointers get the divisibility hint; other arguments (eps) are fp32."""
+    signature: dict[str, str] = {}
+    constants = dict(constexprs)
+    divisible = list(pointers)
+    for arg in kernel.arg_names:
+        if arg in pointers:
+            signature[arg] = f"*{pointers[arg]}"
+        elif arg in ints:
+            if ints[arg] == 1:
+                signature[arg] = "constexpr"
+                constants[arg] = 1
+            else:
+                signature[arg] = "i32"
+                if ints[arg] % 16 == 0:
+                    divisible.append(arg)
+        elif arg in constants:
+            signature[arg] = "constexpr"
+        else:
+            signature[arg] = "fp32"
+    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
+                      divisible_by_16=tuple(divisible), num_warps=num_warps)

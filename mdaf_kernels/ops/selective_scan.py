@@ -1,0 +1,561 @@
+"""Mamba-1 selective scan: Triton kernels, torch.library registration and ``selective_scan_fn``.
+
+``selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+return_last_state=False)`` is mamba_ssm's function (same layouts, same semantics; see
+``mdaf_kernels.reference.selective_scan`` for the maths). The output has ``u``'s dtype; the last
+state, when asked for, is fp32 (float64 for float64 inputs) and is differentiable.
+
+Forward kernel: one program per (block of channels, batch element) keeps the (BLOCK_D, N) state in
+fp32 registers and walks the sequence once (L is a runtime argument), fusing the discretisation
+(one exp2 per state element and step, A pre-scaled by log2 e), the C readout, the D skip and the
+SiLU(z) gate. It writes the output, optionally the last state, and the state at every ``CHUNK``-step
+boundary (none when L <= CHUNK): the only thing kept for backward besides the inputs.
+
+Backward kernel: the same programs walk the chunks from last to first with the CHUNK time steps in
+registers and loop over the N states: recompute h over the chunk with an associative scan started
+from the checkpoint, run the adjoint ``dh_t = exp(delta_{t+1} A) dh_{t+1} + C_t dy_t`` as a reverse
+scan, and accumulate the per-channel gradients. Sums over channels (dB, dC) and over batch (dA, dD,
+d delta_bias) are written as fp32 partials per program and reduced afterwards in torch:
+deterministic, no atomics.
+
+Padding: delta = 0 at a step leaves the state unchanged (exp(0) = 1, delta B u = 0), so zeroing the
+effective delta (after bias and softplus) at padded positions makes the valid outputs independent of
+left or right padding; ``mdaf_kernels.nn.Mamba`` does this from its ``mask`` argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from mdaf_kernels import backend
+from mdaf_kernels._checks import check_shape, check_tensor
+from mdaf_kernels.reference.selective_scan import (
+    CHUNK,
+    num_checkpoints,
+    selective_scan_chunked_bwd,
+    selective_scan_chunked_fwd,
+)
+from mdaf_kernels.tools.kernel_spec import KernelSpec
+
+# Largest state size the kernels support (the backward holds a (BLOCK_D, N) tile per accumulator).
+MAX_DSTATE = 64
+LOG2E = math.log2(math.e)
+FWD_BLOCK_D = 32
+# The forward holds (BLOCK_D, N) state and decay tiles: at most this many elements (N = 64 with
+# BLOCK_D = 32 spilled on sm_90).
+FWD_MAX_TILE = 1024
+BWD_BLOCK_D = 16
+FWD_NUM_WARPS = 4
+BWD_NUM_WARPS = 4
+
+
+@triton.jit
+def _softplus(x):
+    """log(1 + e^x) accurate for very negative x (log1p by Goldberg's trick), x itself above 20."""
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    log1p = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    return tl.where(x > 20.0, x, log1p)
+
+
+@triton.jit
+def _first_order_combine(a_l, x_l, a_r, x_r):
+    """Compose h -> a_l h + x_l then h -> a_r h + x_r (the linear recurrence as a monoid)."""
+    return a_l * a_r, a_r * x_l + x_r
+
+
+@triton.jit
+def _selective_scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr,
+    out_ptr, last_state_ptr, ckpt_ptr,
+    dim, seqlen, dstate, heads, n_groups, n_ckpt,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_DELTA_BIAS: tl.constexpr,
+    DELTA_SOFTPLUS: tl.constexpr,
+    STORE_LAST_STATE: tl.constexpr,
+    CHUNK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    i_b64 = i_b.to(tl.int64)
+    o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
+    o_n = tl.arange(0, BLOCK_N)  # [BN]
+    m_d = o_d < dim
+    m_n = o_n < dstate
+    m_dn = m_d[:, None] & m_n[None, :]
+    # A block of channels lies in one group of B/C (the host picks BLOCK_D so).
+    i_g = (i_d * BLOCK_D) // heads
+
+    # Padded states get A = 0 and B = 0, so they stay 0 and add nothing to C . h.
+    b_A = tl.load(A_ptr + o_d[:, None] * dstate + o_n[None, :], mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634  # noqa: E501
+    if HAS_D:
+        b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    if HAS_DELTA_BIAS:
+        b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+
+    p_row = i_b64 * dim * seqlen + o_d.to(tl.int64) * seqlen  # [BD] offset of (b, d, 0)
+    p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen + o_n * seqlen  # [BN] offset of (b, g, n, 0)
+    b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
+    for t in range(0, seqlen):
+        b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+        b_dt = tl.load(delta_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+        if HAS_DELTA_BIAS:
+            b_dt += b_bias
+        if DELTA_SOFTPLUS:
+            b_dt = _softplus(b_dt)
+        b_B = tl.load(B_ptr + p_bc + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+        b_C = tl.load(C_ptr + p_bc + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+        b_h = tl.exp2(b_dt[:, None] * b_A) * b_h + (b_dt * b_u)[:, None] * b_B[None, :]
+        b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
+        if HAS_D:
+            b_y += b_D * b_u
+        if HAS_Z:
+            b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
+            b_y *= b_z * tl.sigmoid(b_z)
+        tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
+        # Checkpoint k holds the state entering chunk k + 1, for the backward's recomputation.
+        if ((t + 1) % CHUNK_T == 0) & (t + 1 < seqlen):
+            i_k = (t + 1) // CHUNK_T - 1
+            p_ck = ckpt_ptr + ((i_b64 * n_ckpt + i_k) * dim + o_d[:, None]) * dstate + o_n[None, :]
+            tl.store(p_ck, b_h, mask=m_dn)
+    if STORE_LAST_STATE:
+        p_last = last_state_ptr + (i_b64 * dim + o_d[:, None]) * dstate + o_n[None, :]
+        tl.store(p_last, b_h, mask=m_dn)
+
+
+@triton.jit
+def _selective_scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr,
+    dout_ptr, dlast_ptr, ckpt_ptr,
+    du_ptr, ddelta_ptr, dz_ptr,
+    dA_part_ptr, dB_part_ptr, dC_part_ptr, dD_part_ptr, dbias_part_ptr,
+    dim, seqlen, dstate, heads, n_groups, n_ckpt, n_dblocks,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_DELTA_BIAS: tl.constexpr,
+    DELTA_SOFTPLUS: tl.constexpr,
+    HAS_DLAST: tl.constexpr,
+    CHUNK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    i_b64 = i_b.to(tl.int64)
+    o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
+    o_n = tl.arange(0, BLOCK_N)  # [BN]
+    o_c = tl.arange(0, CHUNK_T)  # [BT] position inside the chunk
+    m_d = o_d < dim
+    m_dn = m_d[:, None] & (o_n < dstate)[None, :]
+    i_g = (i_d * BLOCK_D) // heads
+
+    if HAS_D:
+        b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    if HAS_DELTA_BIAS:
+        b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    # 64-bit batch offsets in the scalar base pointers, 32-bit offsets inside one batch element.
+    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, dout and their gradients
+    u_ptr += p_bdl
+    delta_ptr += p_bdl
+    dout_ptr += p_bdl
+    du_ptr += p_bdl
+    ddelta_ptr += p_bdl
+    if HAS_Z:
+        z_ptr += p_bdl
+        dz_ptr += p_bdl
+    p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0)
+    p_part = (i_b64 * n_dblocks + i_d) * dstate * seqlen  # offset of (b, d-block, 0, 0) in dB/dC partials
+    B_ptr += p_bc
+    C_ptr += p_bc
+    dB_part_ptr += p_part
+    dC_part_ptr += p_part
+
+    # carry[:, n] = exp(delta_{t+1} A) dh_{t+1} at the first step t+1 of the chunk processed last;
+    # it enters the adjoint at the last step of the current chunk. At the end of the sequence it is
+    # the gradient of the last state.
+    if HAS_DLAST:
+        b_carry = tl.load(dlast_ptr + (i_b64 * dim + o_d[:, None]) * dstate + o_n[None, :], mask=m_dn,
+                          other=0.0).to(tl.float32)  # [BD, BN]
+    else:
+        b_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
+    b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
+    b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+
+    n_chunks = tl.cdiv(seqlen, CHUNK_T)
+    for i_rev in range(0, n_chunks):
+        i_c = n_chunks - 1 - i_rev
+        o_t = i_c * CHUNK_T + o_c  # [BT]
+        m_t = o_t < seqlen
+        m = m_d[:, None] & m_t[None, :]  # [BD, BT]
+        m_next = m_d[:, None] & (o_t + 1 < seqlen)[None, :]
+        o_dt = o_d[:, None] * seqlen + o_t[None, :]  # [BD, BT]
+        i_last = tl.minimum(CHUNK_T, seqlen - i_c * CHUNK_T) - 1  # last valid position in the chunk
+
+        b_u = tl.load(u_ptr + o_dt, mask=m, other=0.0).to(tl.float32)  # [BD, BT]
+        b_dt = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+        b_dtn = tl.load(delta_ptr + o_dt + 1, mask=m_next, other=0.0).to(tl.float32)
+        if HAS_DELTA_BIAS:
+            b_dt += b_bias[:, None]
+            b_dtn += b_bias[:, None]
+        if DELTA_SOFTPLUS:
+            b_dt = _softplus(b_dt)
+            b_dtn = _softplus(b_dtn)
+        # Outside the sequence delta = 0: the state passes through and nothing is added.
+        b_dt = tl.where(m, b_dt, 0.0)
+        b_dtn = tl.where(m_next, b_dtn, 0.0)
+        b_dtu = b_dt * b_u
+        b_dy = tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+        if HAS_Z:
+            b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+            b_dy *= b_z * tl.sigmoid(b_z)
+
+        b_y = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
+        b_ddt = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
+        b_du = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
+        for n in range(0, dstate):
+            b_An = tl.load(A_ptr + o_d * dstate + n, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+            b_Bn = tl.load(B_ptr + n * seqlen + o_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
+            b_Cn = tl.load(C_ptr + n * seqlen + o_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
+            b_A2 = (b_An * 1.4426950408889634)[:, None]
+            b_a = tl.exp2(b_dt * b_A2)  # [BD, BT] decay of step t
+            b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
+            # State entering the chunk: the forward's checkpoint (zero for the first chunk).
+            b_h0 = tl.load(ckpt_ptr + ((i_b64 * n_ckpt + i_c - 1) * dim + o_d) * dstate + n,
+                           mask=m_d & (o_d * 0 + i_c > 0), other=0.0)  # [BD]
+            b_x0 = b_x + tl.where(o_c[None, :] == 0, b_a * b_h0[:, None], 0.0)
+            _, b_h = tl.associative_scan((b_a, b_x0), axis=1, combine_fn=_first_order_combine)  # [BD, BT]
+            b_y += b_h * b_Cn[None, :]
+
+            # Adjoint, reversed: dh_t = c_t + exp(delta_{t+1} A) dh_{t+1}, c_t = C_t dy_t (+ carry).
+            b_an = tl.exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
+            b_carry_n = tl.sum(tl.where(o_n[None, :] == n, b_carry, 0.0), axis=1)  # [BD]
+            b_c = b_dy * b_Cn[None, :] + tl.where(o_c[None, :] == i_last, b_carry_n[:, None], 0.0)
+            _, b_dh = tl.associative_scan((b_an, b_c), axis=1, combine_fn=_first_order_combine, reverse=True)
+            b_carry_n = tl.sum(tl.where(o_c[None, :] == 0, b_a * b_dh, 0.0), axis=1)
+            b_carry = tl.where(o_n[None, :] == n, b_carry_n[:, None], b_carry)
+
+            # h_t - x_t = exp(delta_t A) h_{t-1}: the part of the state that went through the decay.
+            b_q = b_dh * (b_h - b_x)  # [BD, BT]
+            b_dhB = b_dh * b_Bn[None, :]
+            b_ddt += b_q * b_An[:, None] + b_dhB * b_u
+            b_du += b_dhB * b_dt
+            b_dA_n = tl.sum(b_q * b_dt, axis=1)  # [BD]
+            b_dA += tl.where(o_n[None, :] == n, b_dA_n[:, None], 0.0)
+            b_dB_n = tl.sum(b_dh * b_dtu, axis=0)  # [BT] this block's share of the channel sum
+            b_dC_n = tl.sum(b_dy * b_h, axis=0)  # [BT]
+            tl.store(dB_part_ptr + n * seqlen + o_t, b_dB_n, mask=m_t)
+            tl.store(dC_part_ptr + n * seqlen + o_t, b_dC_n, mask=m_t)
+
+        if HAS_D:
+            b_y += b_D[:, None] * b_u
+            b_du += b_dy * b_D[:, None]
+            b_dD += tl.sum(b_dy * b_u, axis=1)
+        tl.store(du_ptr + o_dt, b_du.to(du_ptr.dtype.element_ty), mask=m)
+        # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
+        if HAS_Z:
+            b_dout = tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+            b_sig = tl.sigmoid(b_z)
+            b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
+            tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
+        if DELTA_SOFTPLUS:
+            b_dt_pre = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+            if HAS_DELTA_BIAS:
+                b_dt_pre += b_bias[:, None]
+            b_ddt = b_ddt * tl.sigmoid(b_dt_pre)
+        b_ddt = tl.where(m, b_ddt, 0.0)
+        b_dbias += tl.sum(b_ddt, axis=1)
+        tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
+
+    tl.store(dA_part_ptr + (i_b64 * dim + o_d[:, None]) * dstate + o_n[None, :], b_dA, mask=m_dn)
+    if HAS_D:
+        tl.store(dD_part_ptr + i_b64 * dim + o_d, b_dD, mask=m_d)
+    if HAS_DELTA_BIAS:
+        tl.store(dbias_part_ptr + i_b64 * dim + o_d, b_dbias, mask=m_d)
+
+
+def _block_d(cap: int, dim: int, groups: int) -> int:
+    """Channels per program: a block must not straddle two B/C groups, so with groups it divides
+    ``dim // groups`` (the largest power of two that does, up to ``cap``)."""
+    if groups == 1:
+        return min(cap, triton.next_power_of_2(dim))
+    heads = dim // groups
+    return min(cap, heads & -heads)
+
+
+def _layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> tuple[int, int, int, int, int]:
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    groups = 1 if B.dim() == 3 else B.shape[1]
+    return batch, dim, seqlen, dstate, groups
+
+
+def _dummy(t: torch.Tensor) -> torch.Tensor:
+    """A placeholder pointer for an absent optional tensor (its kernel branch is compiled out)."""
+    return t.new_empty(0)
+
+
+def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    batch, dim, seqlen, dstate, groups = _layout(u, A, B)
+    n_ckpt = num_checkpoints(seqlen)
+    out = torch.empty_like(u)
+    last_state = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=torch.float32)
+    ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=torch.float32)
+    block_n = triton.next_power_of_2(dstate)
+    block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // block_n), dim, groups)
+    grid = (triton.cdiv(dim, block_d), batch)
+    _selective_scan_fwd_kernel[grid](
+        u, delta, A, B, C,
+        _dummy(u) if D is None else D, _dummy(u) if z is None else z,
+        _dummy(u) if delta_bias is None else delta_bias,
+        out, last_state, ckpt,
+        dim, seqlen, dstate, dim // groups, groups, n_ckpt,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
+        DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
+        CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
+        num_warps=FWD_NUM_WARPS,
+    )
+    return out, last_state, ckpt
+
+
+def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus):
+    batch, dim, seqlen, dstate, groups = _layout(u, A, B)
+    block_d = _block_d(BWD_BLOCK_D, dim, groups)
+    n_dblocks = triton.cdiv(dim, block_d)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else _dummy(u)
+    dA_part = torch.empty(batch, dim, dstate, **f32)
+    dB_part = torch.empty(batch, n_dblocks, dstate, seqlen, **f32)
+    dC_part = torch.empty(batch, n_dblocks, dstate, seqlen, **f32)
+    dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
+    dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
+    _selective_scan_bwd_kernel[(n_dblocks, batch)](
+        u, delta, A, B, C,
+        _dummy(u) if D is None else D, _dummy(u) if z is None else z,
+        _dummy(u) if delta_bias is None else delta_bias,
+        dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
+        du, ddelta, dz, dA_part, dB_part, dC_part, dD_part, dbias_part,
+        dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], n_dblocks,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
+        DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
+        CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
+        num_warps=BWD_NUM_WARPS,
+    )
+    # Deterministic reductions of the fp32 partials: over batch for dA, dD, d delta_bias; over the
+    # channel blocks of each group for dB and dC.
+    dA = dA_part.sum(0).to(A.dtype)
+    dB = dB_part.view(batch, groups, n_dblocks // groups, dstate, seqlen).sum(2).view(B.shape).to(B.dtype)
+    dC = dC_part.view(batch, groups, n_dblocks // groups, dstate, seqlen).sum(2).view(C.shape).to(C.dtype)
+    dD = dD_part.sum(0).to(D.dtype) if D is not None else None
+    ddelta_bias = dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+    return du, ddelta, dA, dB, dC, dD, (dz if z is not None else None), ddelta_bias
+
+
+def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
+# ----------------------------------------------------------------------------- torch.library ops
+@torch.library.custom_op("mdaf_kernels::selective_scan_fwd", mutates_args=())
+def selective_scan_fwd(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
+    delta_softplus: bool, return_last_state: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, last_state or an empty tensor, checkpoints (batch, n_ckpt, dim, N) for the backward)."""
+    if backend.select(u.device, "selective_scan_fn") == "triton":
+        _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
+        return _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    out, last_state, ckpt = selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if not return_last_state:
+        last_state = last_state.new_empty(0)
+    return out, last_state, ckpt
+
+
+@selective_scan_fwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    batch, dim, seqlen, dstate, _ = _layout(u, A, B)
+    sdt = _state_dtype(u.dtype)
+    last = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=sdt)
+    ckpt = u.new_empty((batch, num_checkpoints(seqlen), dim, dstate), dtype=sdt)
+    return torch.empty_like(u), last, ckpt
+
+
+@torch.library.custom_op("mdaf_kernels::selective_scan_bwd", mutates_args=())
+def selective_scan_bwd(
+    dout: torch.Tensor, dlast_state: torch.Tensor | None,
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
+    checkpoints: torch.Tensor, delta_softplus: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+           torch.Tensor]:
+    """(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input's gradient is an empty tensor."""
+    dout = dout.contiguous()
+    if dlast_state is not None:
+        dlast_state = dlast_state.contiguous()
+    if backend.select(u.device, "selective_scan_fn") == "triton":
+        _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
+        bwd = _triton_bwd
+    else:
+        bwd = selective_scan_chunked_bwd
+    grads = bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus)
+    return tuple(u.new_empty(0) if g is None else g for g in grads)
+
+
+@selective_scan_bwd.register_fake
+def _(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus):
+    def like(t):
+        return u.new_empty(0) if t is None else torch.empty_like(t)
+
+    return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B),
+            torch.empty_like(C), like(D), like(z), like(delta_bias))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state = inputs
+    ctx.delta_softplus = delta_softplus
+    ctx.return_last_state = return_last_state
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[2])
+    ctx.mark_non_differentiable(output[2])
+
+
+def _backward(ctx, dout, dlast_state, _dckpt):
+    u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+    if not ctx.return_last_state or (dlast_state is not None and dlast_state.numel() == 0):
+        dlast_state = None
+    du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = selective_scan_bwd(
+        dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, ctx.delta_softplus)
+    return (du, ddelta, dA, dB, dC, dD if D is not None else None, dz if z is not None else None,
+            ddelta_bias if delta_bias is not None else None, None, None)
+
+
+selective_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------- checks and public API
+_IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_args(u, delta, A, B, C, D, z, delta_bias) -> None:
+    check_tensor("u", u, ndim=3, dtypes=_IO_DTYPES)
+    batch, dim, seqlen = u.shape
+    dev = u.device
+    check_tensor("delta", delta, ndim=3, dtypes=_IO_DTYPES, device=dev)
+    check_shape("delta", delta, u.shape, "(batch, dim, L) like u")
+    check_tensor("A", A, ndim=2, dtypes=(torch.float32, torch.float64), device=dev)
+    if A.shape[0] != dim:
+        raise ValueError(f"A: expected shape (dim={dim}, N), got {tuple(A.shape)}")
+    dstate = A.shape[1]
+    if not 1 <= dstate <= MAX_DSTATE:
+        raise ValueError(f"A: state size N = A.shape[1] = {dstate} is outside the supported range "
+                         f"1..{MAX_DSTATE}")
+    for name, t in (("B", B), ("C", C)):
+        check_tensor(name, t, ndim=(3, 4), dtypes=_IO_DTYPES, device=dev)
+        if t.dim() == 3:
+            check_shape(name, t, (batch, dstate, seqlen), "(batch, N, L)")
+        else:
+            groups = t.shape[1]
+            check_shape(name, t, (batch, groups, dstate, seqlen), "(batch, G, N, L)")
+            if groups < 1 or dim % groups != 0:
+                raise ValueError(f"{name}: the number of groups G = {groups} must divide dim = {dim}")
+    if B.dim() != C.dim() or B.shape != C.shape:
+        raise ValueError(f"B and C: expected the same layout, got {tuple(B.shape)} and {tuple(C.shape)}")
+    if z is not None:
+        check_tensor("z", z, ndim=3, dtypes=_IO_DTYPES, device=dev)
+        check_shape("z", z, u.shape, "(batch, dim, L) like u")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None:
+            check_tensor(name, t, ndim=1, dtypes=_IO_DTYPES, device=dev)
+            check_shape(name, t, (dim,), "(dim,)")
+
+
+def _check_triton_dtypes(*tensors: torch.Tensor | None) -> None:
+    for t in tensors:
+        if t is not None and t.dtype == torch.float64:
+            raise TypeError("selective_scan_fn: float64 inputs run on the torch backend only "
+                            "(use mdaf_kernels.backend.use('torch')); the Triton kernels compute in fp32")
+
+
+def selective_scan_fn(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+):
+    """Mamba-1 selective scan with mamba_ssm's signature and semantics.
+
+    u, delta, z: (batch, dim, L); A: (dim, N) real; B, C: (batch, N, L) or (batch, G, N, L) with
+    ``dim % G == 0``; D, delta_bias: (dim,). Returns ``out`` (batch, dim, L) in ``u``'s dtype, or
+    ``(out, last_state)`` with ``last_state`` (batch, dim, N) fp32 when ``return_last_state``.
+    Every input gets a gradient, the last state included. N is limited to ``MAX_DSTATE``.
+
+    Padding: a step with effective delta 0 (after delta_bias and softplus) leaves the state as it
+    was, so zero it at padded positions for padding-independent valid outputs.
+    """
+    _check_args(u, delta, A, B, C, D, z, delta_bias)
+    out, last_state, _ = selective_scan_fwd(
+        u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+        None if D is None else D.contiguous(), None if z is None else z.contiguous(),
+        None if delta_bias is None else delta_bias.contiguous(),
+        bool(delta_softplus), bool(return_last_state),
+    )
+    return (out, last_state) if return_last_state else out
+
+
+# ----------------------------------------------------------------------------- compile report
+def compile_specs() -> list[KernelSpec]:
+    """Both kernels at the MDAF shape (batch 2048, dim 128, L 50, N 32) with D, z, delta_bias and
+    softplus, fp32 and bf16 I/O, specialised as a JIT launch at that shape would be."""
+    dim, seqlen, dstate = 128, 50, 32
+    fwd_block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // triton.next_power_of_2(dstate)), dim, 1)
+    bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
+    ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "n_groups": 1,
+            "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
+    flags = dict(HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, DELTA_SOFTPLUS=True, CHUNK_T=CHUNK,
+                 BLOCK_N=triton.next_power_of_2(dstate))
+    specs = []
+    for dtype in ("fp32", "bf16"):
+        io = ("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr",
+              "dz_ptr")
+        pointers = {name: dtype if name in io else "fp32" for name in (
+            *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
+            "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
+        specs.append(_spec(f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers, ints,
+                           dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), FWD_NUM_WARPS))
+        specs.append(_spec(f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers, ints,
+                           dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), BWD_NUM_WARPS))
+    return specs
+
+
+def _spec(name: str, kernel, pointers: dict[str, str], ints: dict[str, int], constexprs: dict,
+          num_warps: int) -> KernelSpec:
+    """Specialise like the JIT: an integer equal to 1 becomes a constexpr, multiples of 16 and the
+    (16-byte aligned) torch pointers are marked divisible by 16."""
+    signature, constants, divisible = {}, dict(constexprs), []
+    for arg in kernel.arg_names:
+        if arg in constexprs:
+            signature[arg] = "constexpr"
+        elif arg in pointers:
+            signature[arg] = f"*{pointers[arg]}"
+            divisible.append(arg)
+        elif ints[arg] == 1:
+            signature[arg] = "constexpr"
+            constants[arg] = 1
+        else:
+            signature[arg] = "i32"
+            if ints[arg] % 16 == 0:
+                divisible.append(arg)
+    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
+                      divisible_by_16=tuple(divisible), num_warps=num_warps)

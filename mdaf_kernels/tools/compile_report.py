@@ -1,0 +1,254 @@
+"""Static GPU compile report: every op's kernels compiled for sm_80 and sm_90, no GPU needed.
+
+    python -m mdaf_kernels.tools.compile_report [--ops NAME ...] [--kernels TEXT ...]
+                                                [--targets 80 90] [--json PATH] [--jobs N]
+
+Each module in ``mdaf_kernels.ops.OPS`` (or the ``--ops`` subset) lists its kernels at the MDAF
+shapes through ``compile_specs()``. Each spec is compiled with ``triton.compile`` for
+``GPUTarget("cuda", cc, 32)``, and the bundled ``cuobjdump`` reads the cubin: registers per thread,
+stack and local bytes (spills), shared memory, the widest global load in the SASS and the count of
+tensor-core instructions (HMMA/HGMMA). Exit status 1 on any compile failure, any spill (STACK or
+LOCAL above zero) or a listed op whose module or ``compile_specs`` is missing.
+
+Kernels must be real ``@triton.jit`` functions, so this never runs under the Triton interpreter:
+with ``TRITON_INTERPRET=1`` in the environment the tool re-runs itself in a subprocess without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_TARGETS = (80, 90)
+WARP_SIZE = 32
+
+_RES_FUNCTION = re.compile(r"^\s*Function\s+(\S+?):?\s*$")
+_RES_FIELD = re.compile(r"\b(REG|STACK|SHARED|LOCAL):(\d+)")
+# A global load opcode (LDG, or LDGSTS for cp.async copies into shared memory) with its modifiers.
+_GLOBAL_LOAD = re.compile(r"\bLDG(?:STS)?((?:\.[A-Z0-9_]+)+)")
+_LOAD_BITS = {"128": 128, "64": 64, "U16": 16, "S16": 16, "U8": 8, "S8": 8}
+_TENSOR_CORE = re.compile(r"\b(HMMA|HGMMA|IMMA|IGMMA|QGMMA)\b")
+
+
+@dataclass
+class Row:
+    """One kernel compiled for one target."""
+
+    op: str
+    kernel: str
+    target: str
+    registers: int | None = None
+    stack_bytes: int | None = None
+    local_bytes: int | None = None
+    shared_bytes: int | None = None
+    widest_global_load_bits: int | None = None
+    tma_loads: int | None = None
+    tensor_core_instructions: int | None = None
+    num_warps: int | None = None
+    error: str | None = None
+
+    @property
+    def spills(self) -> bool:
+        return bool(self.stack_bytes) or bool(self.local_bytes)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.spills
+
+
+def parse_res_usage(text: str) -> dict[str, dict[str, int]]:
+    """``cuobjdump -res-usage`` output -> {function: {"REG": .., "STACK": .., "SHARED": .., "LOCAL": ..}}."""
+    usage: dict[str, dict[str, int]] = {}
+    function = None
+    for line in text.splitlines():
+        match = _RES_FUNCTION.match(line)
+        if match:
+            function = match.group(1)
+            continue
+        fields = dict((key, int(value)) for key, value in _RES_FIELD.findall(line))
+        if function is not None and fields:
+            usage[function] = fields
+            function = None
+    return usage
+
+
+def parse_sass(text: str) -> dict[str, int | None]:
+    """``cuobjdump -sass`` output -> the widest global load in bits (None when there is none), the
+    number of TMA loads (UTMALDG) and of tensor-core instructions."""
+    widest = None
+    for modifiers in _GLOBAL_LOAD.findall(text):
+        bits = 32
+        for modifier in modifiers.split(".")[1:]:
+            bits = _LOAD_BITS.get(modifier, bits)
+        widest = bits if widest is None else max(widest, bits)
+    return {
+        "widest_global_load_bits": widest,
+        "tma_loads": len(re.findall(r"\bUTMALDG\b", text)),
+        "tensor_core_instructions": len(_TENSOR_CORE.findall(text)),
+    }
+
+
+def cuobjdump_path() -> Path:
+    import triton
+
+    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+
+
+def _load_specs(op: str) -> list:
+    module = importlib.import_module(f"mdaf_kernels.ops.{op}")
+    compile_specs = getattr(module, "compile_specs", None)
+    if compile_specs is None:
+        raise AttributeError(f"mdaf_kernels.ops.{op} defines no compile_specs()")
+    return list(compile_specs())
+
+
+def compile_one(op: str, index: int, capability: int) -> Row:
+    """Compile the ``index``-th spec of ``op`` for sm_``capability`` and read its cubin."""
+    from triton import compile as triton_compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    spec = _load_specs(op)[index]
+    row = Row(op=op, kernel=spec.name, target=f"sm_{capability}", num_warps=spec.num_warps)
+    try:
+        arg_index = {name: i for i, name in enumerate(spec.kernel.arg_names)}
+        attrs = {(arg_index[name],): [["tt.divisibility", 16]] for name in spec.divisible_by_16}
+        compiled = triton_compile(
+            ASTSource(spec.kernel, signature=spec.signature, constexprs=spec.constexprs, attrs=attrs),
+            target=GPUTarget("cuda", capability, WARP_SIZE),
+            options={"num_warps": spec.num_warps, "num_stages": spec.num_stages},
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            cubin = Path(tmp) / "kernel.cubin"
+            cubin.write_bytes(compiled.asm["cubin"])
+            res = _run_cuobjdump("-res-usage", cubin)
+            sass = _run_cuobjdump("-sass", cubin)
+    except Exception as exc:  # noqa: BLE001 - any failure to compile is reported as a row
+        row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return row
+    usage = parse_res_usage(res)
+    if len(usage) != 1:
+        row.error = f"expected one function in cuobjdump -res-usage, found {sorted(usage)}"
+        return row
+    (fields,) = usage.values()
+    row.registers = fields.get("REG")
+    row.stack_bytes = fields.get("STACK")
+    row.local_bytes = fields.get("LOCAL")
+    # Triton kernels take their shared memory dynamically (metadata.shared) on top of any static part.
+    row.shared_bytes = fields.get("SHARED", 0) + int(getattr(compiled.metadata, "shared", 0) or 0)
+    for key, value in parse_sass(sass).items():
+        setattr(row, key, value)
+    return row
+
+
+def _run_cuobjdump(flag: str, cubin: Path) -> str:
+    result = subprocess.run([str(cuobjdump_path()), flag, str(cubin)], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"cuobjdump {flag} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def format_table(rows: list[Row]) -> str:
+    headers = ("kernel", "target", "warps", "regs", "stack", "local", "smem", "widest LDG", "TC ops",
+               "status")
+    lines = []
+    for row in rows:
+        load = "-" if row.widest_global_load_bits is None else f"{row.widest_global_load_bits}-bit"
+        if row.tma_loads:
+            load += f" +TMA x{row.tma_loads}"
+        status = "ok" if row.ok else ("SPILL" if row.error is None else f"ERROR {row.error}")
+        values = (row.kernel, row.target, row.num_warps, row.registers, row.stack_bytes, row.local_bytes,
+                  row.shared_bytes, load, row.tensor_core_instructions, status)
+        lines.append(tuple("-" if v is None else str(v) for v in values))
+    widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    table = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    table += [fmt.format(*line) for line in lines]
+    return "\n".join(line.rstrip() for line in table)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mdaf_kernels.tools.compile_report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ops", nargs="+", metavar="NAME",
+                        help="ops to report (default: mdaf_kernels.ops.OPS)")
+    parser.add_argument("--kernels", nargs="+", metavar="TEXT",
+                        help="only kernels whose name contains one of these strings")
+    parser.add_argument("--targets", nargs="+", type=int, default=list(DEFAULT_TARGETS), metavar="CC",
+                        help="compute capabilities (default: 80 90)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="compile processes")
+    return parser.parse_args(argv)
+
+
+def _collect(ops: list[str], kernels: list[str] | None) -> tuple[list[tuple[str, int]], list[Row]]:
+    """(op, spec index) jobs to compile, and error rows for ops that cannot list their kernels."""
+    jobs, errors = [], []
+    for op in ops:
+        try:
+            specs = _load_specs(op)
+        except Exception as exc:  # noqa: BLE001 - a missing or broken op module is a report error
+            errors.append(Row(op=op, kernel=f"{op} (module)", target="-",
+                              error=f"{type(exc).__name__}: {exc}"))
+            continue
+        if not specs:
+            errors.append(Row(op=op, kernel=f"{op} (module)", target="-",
+                              error="compile_specs() returned no kernels"))
+        for index, spec in enumerate(specs):
+            if kernels is None or any(text in spec.name for text in kernels):
+                jobs.append((op, index))
+    return jobs, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        # Kernels defined under the interpreter are not compilable: start over without it.
+        env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+        return subprocess.run([sys.executable, "-m", "mdaf_kernels.tools.compile_report", *argv], env=env,
+                              check=False).returncode
+    os.environ.pop("TRITON_INTERPRET", None)
+    args = _parse_args(argv)
+
+    from mdaf_kernels.ops import OPS
+
+    ops = list(args.ops) if args.ops else list(OPS)
+    jobs, rows = _collect(ops, args.kernels)
+    work = [(op, index, cc) for op, index in jobs for cc in args.targets]
+    if args.jobs > 1 and len(work) > 1:
+        # Fresh interpreters (spawn): workers import the op modules themselves, without TRITON_INTERPRET.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            rows += list(pool.map(compile_one, *zip(*work, strict=True)))
+    else:
+        rows += [compile_one(*job) for job in work]
+
+    print(format_table(rows))
+    failed = [row for row in rows if not row.ok]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([{**asdict(row), "spills": row.spills, "ok": row.ok} for row in rows],
+                                        indent=2))
+    if not jobs and not failed:
+        print("no kernels matched", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"{len(failed)} of {len(rows)} rows failed (compile error, spill or missing op)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""causal_conv1d_fn: Triton kernels (the interpreter on CPU) against a float64 F.conv1d reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import mdaf_kernels
+from mdaf_kernels import backend
+from mdaf_kernels.ops import causal_conv1d as ops
+from mdaf_kernels.reference.causal_conv1d import causal_conv1d_bwd_ref, causal_conv1d_ref
+from tests.tolerance import assert_close, poison_
+
+# 20 channels: not a multiple of either kernel's channel block (32 forward, 16 backward).
+DIM = 20
+BATCH = 2
+WIDTH_LENGTHS = list(itertools.product((2, 3, 4), (1, 7, 50, 129)))
+FLAGS = list(itertools.product((torch.float32, torch.bfloat16), ("channel-first", "channel-last"),
+                               (True, False), (True, False)))
+# Every (dtype, layout, bias, silu) combination once, walking through all (width, seqlen) pairs.
+CASES = [(*WIDTH_LENGTHS[i % len(WIDTH_LENGTHS)], *flags) for i, flags in enumerate(FLAGS)]
+
+
+def make_x(batch: int, dim: int, seqlen: int, dtype: torch.dtype, layout: str, device) -> torch.Tensor:
+    """x (batch, dim, seqlen); channel-last is the transposed view of a (batch, seqlen, dim) tensor."""
+    if layout == "channel-last":
+        return torch.randn(batch, seqlen, dim, device=device, dtype=dtype).transpose(1, 2)
+    return torch.randn(batch, dim, seqlen, device=device, dtype=dtype)
+
+
+def make_params(dim: int, width: int, dtype: torch.dtype, with_bias: bool, device):
+    weight = torch.randn(dim, width, device=device, dtype=dtype) * 0.5
+    bias = torch.randn(dim, device=device, dtype=dtype) if with_bias else None
+    return weight, bias
+
+
+def reference_grads(x, weight, bias, silu: bool, dout):
+    """Float64 forward and (dx, dweight, dbias) from autograd through the F.conv1d reference."""
+    x64 = x.detach().double().requires_grad_()
+    w64 = weight.detach().double().requires_grad_()
+    b64 = bias.detach().double().requires_grad_() if bias is not None else None
+    out = causal_conv1d_ref(x64, w64, b64, "silu" if silu else None)
+    out.backward(dout.double())
+    return out.detach(), x64.grad, w64.grad, None if bias is None else b64.grad
+
+
+@pytest.mark.parametrize(("width", "seqlen", "dtype", "layout", "with_bias", "silu"), CASES)
+def test_kernels_match_float64_reference(width, seqlen, dtype, layout, with_bias, silu, device, seeded):
+    x = make_x(BATCH, DIM, seqlen, dtype, layout, device)
+    weight, bias = make_params(DIM, width, dtype, with_bias, device)
+    dout = make_x(BATCH, DIM, seqlen, dtype, layout, device)
+    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, silu, dout)
+
+    out = ops._launch_fwd(x, weight, bias, silu, poison_(torch.empty_like(x)))
+    # max_programs=3 gives each backward program a run of several (batch, time) tiles, unevenly.
+    dx, dw, db = ops._launch_bwd(x, weight, bias, dout, silu, poison_(torch.empty_like(x)), max_programs=3)
+
+    assert_close(out, ref, dtype, name="out")
+    assert_close(dx, dx_ref, dtype, name="dx")
+    # dweight/dbias come back in fp32 from bf16 inputs: judged at the input dtype's tolerance.
+    assert_close(dw, dw_ref, dtype, name="dweight")
+    if with_bias:
+        assert_close(db, db_ref, dtype, name="dbias")
+    assert out.stride() == x.stride() and dx.stride() == x.stride()
+
+
+def test_int64_offset_path_matches_reference(device, seeded, monkeypatch):
+    monkeypatch.setattr(ops, "_needs_int64_offsets", lambda *tensors: True)
+    x = make_x(BATCH, DIM, 40, torch.float32, "channel-last", device).requires_grad_()
+    weight, bias = make_params(DIM, 4, torch.float32, True, device)
+    dout = torch.randn(BATCH, DIM, 40, device=device)
+    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, True, dout)
+    out = ops._launch_fwd(x.detach(), weight, bias, True, poison_(torch.empty_like(x)))
+    dx, dw, db = ops._launch_bwd(x.detach(), weight, bias, dout, True, poison_(torch.empty_like(x)))
+    for name, got, want in (("out", out, ref), ("dx", dx, dx_ref), ("dweight", dw, dw_ref),
+                            ("dbias", db, db_ref)):
+        assert_close(got, want, torch.float32, name=name)
+
+
+@pytest.mark.parametrize(("width", "silu", "with_bias"),
+                         [(2, True, True), (4, False, True), (3, True, False)])
+def test_reference_backward_matches_autograd(width, silu, with_bias, seeded):
+    x = make_x(3, 6, 11, torch.float64, "channel-last", "cpu")
+    weight, bias = make_params(6, width, torch.float64, with_bias, "cpu")
+    dout = torch.randn(3, 6, 11, dtype=torch.float64)
+    # Without a bias, dbias is the gradient a zero bias would get.
+    zero_or_bias = bias if with_bias else torch.zeros(6, dtype=torch.float64)
+    _, dx_ref, dw_ref, db_ref = reference_grads(x, weight, zero_or_bias, silu, dout)
+    dx, dw, db = causal_conv1d_bwd_ref(x, weight, bias, dout, "silu" if silu else None)
+    assert_close(dx, dx_ref, torch.float64, name="dx")
+    assert_close(dw, dw_ref, torch.float64, name="dweight")
+    assert_close(db, db_ref, torch.float64, name="dbias")
+
+
+def test_needs_int64_offsets_detects_large_in_batch_strides():
+    small = torch.empty(4, 128, 50, device="meta")
+    huge = torch.empty_strided((1, 4, 8), (1, 2**29, 1), device="meta")
+    assert not ops._needs_int64_offsets(small)
+    assert ops._needs_int64_offsets(small, huge)
+
+
+@pytest.mark.parametrize(("layout", "with_bias", "activation", "dtype"), [
+    ("channel-first", True, "silu", torch.float32),
+    ("channel-last", False, None, torch.float32),
+    ("channel-last", True, "swish", torch.bfloat16),
+])
+def test_public_function_autograd(layout, with_bias, activation, dtype, device, seeded):
+    x = make_x(BATCH, DIM, 19, dtype, layout, device).requires_grad_()
+    weight, bias = make_params(DIM, 3, dtype, with_bias, device)
+    weight.requires_grad_()
+    if bias is not None:
+        bias.requires_grad_()
+    dout = torch.randn(BATCH, DIM, 19, device=device, dtype=dtype)
+    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, activation is not None, dout)
+
+    out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, activation=activation)
+    out.backward(dout)
+
+    assert out.dtype == dtype and out.shape == x.shape
+    assert_close(out, ref, dtype, name="out")
+    assert x.grad.dtype == dtype and weight.grad.dtype == dtype
+    assert_close(x.grad, dx_ref, dtype, name="dx")
+    assert_close(weight.grad, dw_ref, dtype, name="dweight")
+    if bias is not None:
+        assert_close(bias.grad, db_ref, dtype, name="dbias")
+
+
+def test_sum_backward_with_expanded_gradient(device, seeded):
+    # out.sum() hands the backward a stride-0 (expanded) gradient; the kernel reads it through strides.
+    x = make_x(BATCH, DIM, 33, torch.float32, "channel-first", device).requires_grad_()
+    weight, bias = make_params(DIM, 4, torch.float32, True, device)
+    mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu").sum().backward()
+    _, dx_ref, _, _ = reference_grads(x, weight, bias, True, torch.ones(BATCH, DIM, 33, device=device))
+    assert_close(x.grad, dx_ref, torch.float32, name="dx")
+
+
+def test_torch_backend_matches_triton_backend(device, seeded):
+    x = make_x(BATCH, DIM, 21, torch.float32, "channel-last", device)
+    weight, bias = make_params(DIM, 4, torch.float32, True, device)
+    with backend.use("torch"):
+        via_torch = mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu")
+    via_kernel = mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu")
+    assert via_torch.stride() == via_kernel.stride() == x.stride()
+    assert_close(via_kernel, via_torch, torch.float32)
+
+
+def test_backward_is_deterministic(device, seeded):
+    x = make_x(3, DIM, 70, torch.float32, "channel-first", device).requires_grad_()
+    weight, bias = make_params(DIM, 4, torch.float32, True, device)
+    weight.requires_grad_()
+    bias.requires_grad_()
+    dout = torch.randn(3, DIM, 70, device=device)
+    grads = []
+    for _ in range(2):
+        x.grad = weight.grad = bias.grad = None
+        mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu").backward(dout)
+        grads.append((x.grad.clone(), weight.grad.clone(), bias.grad.clone()))
+    for first, second in zip(*grads, strict=True):
+        assert torch.equal(first, second)
+
+
+def test_empty_sequence(device):
+    x = torch.randn(2, 5, 0, device=device, requires_grad=True)
+    weight = torch.randn(5, 4, device=device, requires_grad=True)
+    out = mdaf_kernels.causal_conv1d_fn(x, weight, None, "silu")
+    out.sum().backward()
+    assert out.shape == (2, 5, 0)
+    assert torch.equal(weight.grad, torch.zeros_like(weight))
+
+
+def _bad(**changes):
+    args = {"x": torch.randn(2, 6, 9), "weight": torch.randn(6, 4), "bias": torch.randn(6),
+            "activation": "silu"}
+    args.update(changes)
+    return args
+
+
+@pytest.mark.parametrize(("args", "error", "match"), [
+    (_bad(x=torch.randn(6, 9)), ValueError, r"x: expected a 3-D tensor"),
+    (_bad(weight=torch.randn(6, 1, 4)), ValueError, r"weight: expected a 2-D tensor"),
+    (_bad(weight=torch.randn(5, 4)), ValueError,
+     r"weight: expected shape \(dim, width\) with dim = x.shape\[1\] = 6"),
+    (_bad(weight=torch.randn(6, 5)), ValueError, r"weight: width .* must be one of \(2, 3, 4\), got 5"),
+    (_bad(weight=torch.randn(6, 1)), ValueError, r"weight: width .* got 1"),
+    (_bad(bias=torch.randn(7)), ValueError, r"bias: expected shape \(6,\)"),
+    (_bad(x=torch.randint(0, 5, (2, 6, 9))), TypeError, r"x: expected dtype in .*got torch.int64"),
+    (_bad(weight=torch.randn(6, 4, device="meta")), ValueError,
+     r"weight: expected a tensor on cpu.*got meta"),
+    (_bad(bias=torch.randn(6, device="meta")), ValueError, r"bias: expected a tensor on cpu.*got meta"),
+    (_bad(activation=True), ValueError, r"activation: expected one of \(None, 'silu', 'swish'\), got True"),
+    (_bad(activation="relu"), ValueError, r"activation: .*got 'relu'"),
+    (_bad(x=[[1.0]]), TypeError, r"x: expected a torch.Tensor"),
+])
+def test_bad_input_raises_naming_the_argument(args, error, match):
+    with pytest.raises(error, match=match):
+        mdaf_kernels.causal_conv1d_fn(**args)
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "auto"])
+def test_opcheck(backend_name, seeded):
+    x = make_x(2, 5, 6, torch.float32, "channel-last", "cpu").requires_grad_()
+    weight = torch.randn(5, 3, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    dout = torch.randn(2, 5, 6)
+    with backend.use(backend_name):
+        torch.library.opcheck(ops.causal_conv1d_fwd, (x, weight, bias, True))
+        torch.library.opcheck(ops.causal_conv1d_fwd, (x.detach(), weight, None, False))
+        torch.library.opcheck(ops.causal_conv1d_bwd, (x.detach(), weight.detach(), None, dout, True))
+
+
+def test_torch_compile_fullgraph(seeded):
+    def block(x, weight, bias):
+        return mdaf_kernels.causal_conv1d_fn(x * 2.0, weight, bias, activation="silu").sum()
+
+    x = torch.randn(2, 5, 6, requires_grad=True)
+    weight = torch.randn(5, 4, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    eager_loss = block(x, weight, bias)
+    eager_grads = torch.autograd.grad(eager_loss, (x, weight, bias))
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    loss = compiled(x, weight, bias)
+    grads = torch.autograd.grad(loss, (x, weight, bias))
+    assert_close(loss, eager_loss, torch.float32)
+    for got, want in zip(grads, eager_grads, strict=True):
+        assert_close(got, want, torch.float32)

@@ -1,0 +1,198 @@
+"""selective_scan_fn (Triton in the interpreter on CPU, and the torch backend) vs the float64 oracle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mdaf_kernels import backend
+from mdaf_kernels.ops.selective_scan import MAX_DSTATE, selective_scan_fn, selective_scan_fwd
+from mdaf_kernels.reference.selective_scan import selective_scan_ref
+from tests.tolerance import assert_close
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, length, dstate, dtype, *, groups=0, has_d=True, has_z=True, has_bias=True,
+                gen=None):
+    """Inputs in ``dtype`` (A, D, delta_bias fp32 as in mamba_ssm) with values of typical magnitude."""
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    bc_shape = (batch, groups, dstate, length) if groups else (batch, dstate, length)
+    ins = {
+        "u": rand(batch, dim, length).to(dtype),
+        # Positive, so that exp(delta A) <= 1 also without softplus (a growing state overflows).
+        "delta": (0.5 * rand(batch, dim, length).abs()).to(dtype),
+        "A": -torch.exp(0.5 * rand(dim, dstate)).float(),
+        "B": rand(*bc_shape).to(dtype),
+        "C": rand(*bc_shape).to(dtype),
+        "D": rand(dim).float() if has_d else None,
+        "z": rand(batch, dim, length).to(dtype) if has_z else None,
+        "delta_bias": (0.5 * rand(dim)).float() if has_bias else None,
+    }
+    return ins
+
+
+def grads_of(fn, ins, dout, dlast, **kw):
+    """Output, last state and the gradient of <out, dout> + <last, dlast> for every present input."""
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items() if v is not None}
+    args = {k: leaves.get(k) for k in NAMES}
+    out, last = fn(**args, return_last_state=True, **kw)
+    loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return out, last, dict(zip(leaves, grads, strict=True))
+
+
+def check_against_oracle(ins, dtype, *, delta_softplus=True, with_last=True, grad_factor=1.0, gen=None):
+    batch, dim, length = ins["u"].shape
+    dstate = ins["A"].shape[1]
+    dout = torch.randn(batch, dim, length, generator=gen, dtype=torch.float64)
+    dlast = torch.randn(batch, dim, dstate, generator=gen, dtype=torch.float64) * with_last
+    ins64 = {k: None if v is None else v.double() for k, v in ins.items()}
+    ref_out, ref_last, ref_grads = grads_of(selective_scan_ref, ins64, dout, dlast,
+                                            delta_softplus=delta_softplus)
+    out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast, delta_softplus=delta_softplus)
+    assert out.dtype == dtype and last.dtype == torch.promote_types(dtype, torch.float32)
+    assert_close(out, ref_out, dtype, name="out")
+    assert_close(last, ref_last, dtype, name="last_state")
+    for name, g in grads.items():
+        assert g.dtype == ins[name].dtype, name
+        # Gradients of A, D, delta_bias and B/C sum over batch, time or channels: more rounding.
+        assert_close(g, ref_grads[name], dtype, name=f"d{name}", factor=grad_factor)
+
+
+# Shapes chosen so each row adds something: L = 1, L not a power of two, L across several
+# checkpoint chunks (32 steps), dim not a multiple of the channel block, N in {16, 32}, grouped B/C.
+CASES = [
+    # batch, dim, L, N, groups, dtype, D, z, bias, softplus
+    pytest.param(1, 20, 1, 4, 0, torch.float32, True, True, True, True, id="L1"),
+    pytest.param(1, 20, 7, 32, 0, torch.bfloat16, True, True, True, True, id="L7-N32-bf16"),
+    pytest.param(1, 20, 50, 16, 0, torch.float32, True, True, True, True, id="L50-N16"),
+    pytest.param(1, 20, 64, 16, 0, torch.bfloat16, False, True, False, False, id="L64-N16-bf16-noD-nobias"),
+    pytest.param(1, 20, 129, 4, 0, torch.float32, True, False, True, True, id="L129-noz"),
+    pytest.param(2, 24, 40, 5, 3, torch.float32, True, True, True, True, id="L40-grouped"),
+    pytest.param(1, 20, 7, 16, 0, torch.float32, False, False, False, False, id="L7-plain"),
+]
+
+
+@pytest.mark.parametrize("batch, dim, length, dstate, groups, dtype, has_d, has_z, has_bias, softplus", CASES)
+def test_triton_matches_float64_oracle(batch, dim, length, dstate, groups, dtype, has_d, has_z, has_bias,
+                                       softplus, seeded):
+    ins = make_inputs(batch, dim, length, dstate, dtype, groups=groups, has_d=has_d, has_z=has_z,
+                      has_bias=has_bias, gen=seeded)
+    with backend.use("triton"):
+        check_against_oracle(ins, dtype, delta_softplus=softplus, grad_factor=3.0, gen=seeded)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("length, groups", [(1, 0), (50, 0), (129, 2)])
+def test_torch_backend_matches_float64_oracle(length, groups, dtype, seeded):
+    ins = make_inputs(2, 12, length, 16, dtype, groups=groups, gen=seeded)
+    with backend.use("torch"):
+        check_against_oracle(ins, dtype, grad_factor=3.0, gen=seeded)
+
+
+def test_torch_backend_float64_is_exact(seeded):
+    ins = make_inputs(2, 6, 70, 8, torch.float64, groups=2, gen=seeded)
+    ins = {k: None if v is None else v.double() for k, v in ins.items()}
+    with backend.use("torch"):
+        check_against_oracle(ins, torch.float64, gen=seeded)
+
+
+def test_without_last_state_returns_only_output(seeded):
+    ins = make_inputs(1, 20, 9, 4, torch.float32, gen=seeded)
+    with backend.use("triton"):
+        out = selective_scan_fn(**ins, delta_softplus=True)
+    ins64 = {k: None if v is None else v.double() for k, v in ins.items()}
+    ref = selective_scan_ref(**ins64, delta_softplus=True)
+    assert isinstance(out, torch.Tensor)
+    assert_close(out, ref, torch.float32)
+
+
+@pytest.mark.parametrize("be", ["triton", "torch"])
+@pytest.mark.parametrize("left, right", [(0, 5), (6, 0), (3, 35)])
+def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, right, seeded):
+    """A sequence gives the same outputs and gradients whatever zero-delta padding surrounds it."""
+    valid = 9
+    ins = make_inputs(1, 20, valid, 4, torch.float32, has_bias=False, gen=seeded)
+    dout = torch.randn(1, 20, valid, generator=seeded, dtype=torch.float64)
+
+    def pad(t, fill_delta=False):
+        noise = torch.randn(*t.shape[:-1], left + right, generator=seeded, dtype=t.dtype)
+        if fill_delta:
+            noise.zero_()
+        return torch.cat([noise[..., :left], t, noise[..., left:]], dim=-1)
+
+    padded = {k: (pad(v, k == "delta") if k in ("u", "delta", "B", "C", "z") else v) for k, v in ins.items()}
+    dout_padded = torch.cat([torch.zeros(1, 20, left, dtype=torch.float64), dout,
+                             torch.zeros(1, 20, right, dtype=torch.float64)], dim=-1)
+    dlast = torch.zeros(1, 20, 4, dtype=torch.float64)
+    with backend.use(be):
+        out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast)
+        out_p, last_p, grads_p = grads_of(selective_scan_fn, padded, dout_padded, dlast)
+    sl = slice(left, left + valid)
+    assert_close(out_p[..., sl], out, torch.float32, name="out")
+    assert_close(last_p, last, torch.float32, name="last_state")
+    for name, g in grads.items():
+        g_p = grads_p[name][..., sl] if name in ("u", "delta", "B", "C", "z") else grads_p[name]
+        assert_close(g_p, g, torch.float32, name=f"d{name}")
+
+
+def test_reductions_are_deterministic(seeded):
+    ins = make_inputs(2, 20, 12, 4, torch.float32, gen=seeded)  # two channel blocks, two batch rows
+    dout = torch.randn(2, 20, 12, generator=seeded, dtype=torch.float64)
+    dlast = torch.zeros(2, 20, 4, dtype=torch.float64)
+    with backend.use("triton"):
+        runs = [grads_of(selective_scan_fn, ins, dout, dlast, delta_softplus=True)[2] for _ in range(2)]
+    for name in ("A", "B", "C", "D", "delta_bias"):
+        assert torch.equal(runs[0][name], runs[1][name]), f"d{name} differs between two identical runs"
+
+
+def test_opcheck(seeded):
+    ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
+    for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
+        ins[k].requires_grad_()
+    args = (*(ins[k] for k in NAMES), True, True)
+    with backend.use("torch"):
+        torch.library.opcheck(selective_scan_fwd, args)
+
+
+def test_compiles_fullgraph(seeded):
+    ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
+    leaves = {k: v.requires_grad_() for k, v in ins.items()}
+
+    def f(**kw):
+        out, last = selective_scan_fn(**kw, delta_softplus=True, return_last_state=True)
+        return out.sum() + last.sum()
+
+    with backend.use("torch"):
+        eager = f(**leaves)
+        (g_eager,) = torch.autograd.grad(eager, [leaves["A"]])
+        compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(**leaves)
+        (g_comp,) = torch.autograd.grad(compiled, [leaves["A"]])
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(g_comp, g_eager)
+
+
+def _good(**over):
+    ins = make_inputs(1, 4, 3, 2, torch.float32)
+    ins.update(over)
+    return ins
+
+
+@pytest.mark.parametrize("over, match", [
+    (dict(delta=torch.zeros(1, 4, 5)), "delta: expected shape"),
+    (dict(A=torch.zeros(4, 2, dtype=torch.complex64)), "A: complex"),
+    (dict(A=-torch.ones(4, MAX_DSTATE + 1), B=torch.zeros(1, MAX_DSTATE + 1, 3),
+          C=torch.zeros(1, MAX_DSTATE + 1, 3)), r"A: state size N = A.shape\[1\] = 65"),
+    (dict(A=torch.zeros(5, 2)), "A: expected shape"),
+    (dict(u=torch.zeros(1, 4, 3, dtype=torch.int32)), "u: expected dtype"),
+    (dict(B=torch.zeros(1, 3, 3)), "B: expected shape"),
+    (dict(B=torch.zeros(1, 3, 2, 3), C=torch.zeros(1, 3, 2, 3)), "B: the number of groups"),
+    (dict(z=torch.zeros(1, 4, 3, device="meta")), "z: expected a tensor on cpu"),
+    (dict(D=torch.zeros(3)), "D: expected shape"),
+])
+def test_bad_input_raises_naming_the_argument(over, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        selective_scan_fn(**_good(**over))

@@ -1,0 +1,123 @@
+"""mdaf_kernels.backend: who decides between the Triton kernels and the PyTorch reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mdaf_kernels
+from mdaf_kernels import backend
+from mdaf_kernels.reference.causal_conv1d import causal_conv1d_ref
+from tests.tolerance import assert_close
+
+# These tests set the backend themselves: opt out of the conftest fixture that pins product tests
+# to the reference under the interpreter.
+pytestmark = pytest.mark.triton_interpreter
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    return monkeypatch
+
+
+def test_default_is_auto(clean_env):
+    assert backend.requested() == "auto"
+    assert backend.select(CPU) == "triton"  # CPU tensors run the kernels under the interpreter
+    clean_env.setenv("TRITON_INTERPRET", "0")
+    assert backend.select(CPU) == "torch"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("torch", "torch"), (" Torch ", "torch"), ("triton", "triton"), ("auto", "auto"), ("", "auto"),
+])
+def test_environment_variable(clean_env, value, expected):
+    clean_env.setenv(backend.ENV_VAR, value)
+    assert backend.requested() == expected
+
+
+def test_context_manager_beats_environment_and_nests(clean_env):
+    clean_env.setenv(backend.ENV_VAR, "torch")
+    assert backend.select(CPU) == "torch"
+    with backend.use("triton"):
+        assert backend.requested() == "triton"
+        assert backend.select(CPU) == "triton"
+        with backend.use("torch"):
+            assert backend.select(CPU) == "torch"
+        assert backend.requested() == "triton"
+    assert backend.requested() == "torch"
+
+
+def test_context_is_restored_after_an_exception(clean_env):
+    with pytest.raises(RuntimeError, match="inside"), backend.use("torch"):
+        raise RuntimeError("inside")
+    assert backend.requested() == "auto"
+
+
+def test_invalid_values_raise(clean_env):
+    clean_env.setenv(backend.ENV_VAR, "cuda")
+    with pytest.raises(ValueError, match=r"MDAF_KERNELS_BACKEND must be one of .*got 'cuda'"):
+        backend.requested()
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'gpu'"), backend.use("gpu"):
+        pass
+
+
+def test_explicit_triton_without_interpreter_raises_and_does_not_fall_back(clean_env):
+    clean_env.setenv("TRITON_INTERPRET", "0")
+    x, weight = torch.randn(2, 4, 5), torch.randn(4, 3)
+    with backend.use("triton"):
+        with pytest.raises(backend.BackendUnavailableError, match=r"causal_conv1d_fn: .*TRITON_INTERPRET=1"):
+            backend.select(CPU, "causal_conv1d_fn")
+        with pytest.raises(backend.BackendUnavailableError, match="causal_conv1d_fn"):
+            mdaf_kernels.causal_conv1d_fn(x, weight, None, "silu")
+    clean_env.setenv(backend.ENV_VAR, "triton")
+    with pytest.raises(backend.BackendUnavailableError):
+        mdaf_kernels.causal_conv1d_fn(x, weight, None, "silu")
+
+
+def test_auto_without_interpreter_runs_the_reference(clean_env):
+    clean_env.setenv("TRITON_INTERPRET", "0")
+    x, weight, bias = torch.randn(2, 4, 9), torch.randn(4, 3), torch.randn(4)
+    out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu")
+    assert_close(out, causal_conv1d_ref(x.double(), weight.double(), bias.double(), "silu"), torch.float32)
+
+
+FRESH_PROCESS_SCRIPT = """
+import json, sys
+import torch
+import mdaf_kernels
+after_import = torch.cuda.is_initialized()
+x = torch.randn(2, 4, 9, requires_grad=True)
+weight = torch.randn(4, 3, requires_grad=True)
+mdaf_kernels.causal_conv1d_fn(x, weight, None, "silu").sum().backward()
+driver = sys.modules.get("triton.runtime.driver")
+print(json.dumps({
+    "cuda_initialized_after_import": after_import,
+    "cuda_initialized_after_call": torch.cuda.is_initialized(),
+    "triton_driver_created": driver is not None and (driver.driver._default is not None
+                                                     or driver.driver._active is not None),
+    "backend": mdaf_kernels.backend.select(x.device),
+}))
+"""
+
+
+def test_cpu_use_in_a_fresh_process_touches_no_gpu():
+    unset = ("TRITON_INTERPRET", backend.ENV_VAR)
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    result = subprocess.run([sys.executable, "-c", FRESH_PROCESS_SCRIPT], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"cuda_initialized_after_import": False, "cuda_initialized_after_call": False,
+                      "triton_driver_created": False, "backend": "torch"}
