@@ -1,7 +1,8 @@
 """Saved-activation bytes per sample: what each model keeps for backward, independent of the allocator.
 
 Counted with ``torch.autograd.graph.saved_tensors_hooks`` (mdaf_kernels.tools.memory), once per storage,
-parameters apart, for MDAF with the Triton kernels, MDAF with the reference ops and BST. Per-sample
+parameters apart, for MDAF with the Triton kernels, MDAF with the reference ops, MDAF on plain
+autograd (the reference functions without the ops' custom backward) and BST. Per-sample
 bytes are the slope between two small batches (constant terms cancel; everything saved scales with
 the batch). On a CPU the Triton row runs in the Triton interpreter, in a subprocess with
 ``TRITON_INTERPRET=1`` (the variable must be set before Triton kernels are defined); only its byte
@@ -23,7 +24,7 @@ import torch
 from model_cases import VARIANTS_BY_ID, activation_bytes_per_sample
 
 BATCHES = (2, 6)
-MEASURED = ("mdaf-triton", "mdaf-reference", "bst-eager")
+MEASURED = ("mdaf-triton", "mdaf-reference", "mdaf-autograd", "bst-eager")
 
 
 def _count_in_interpreter(variant_id: str) -> dict:

@@ -6,10 +6,11 @@ CUDA, and records device name, dtype, peak memory (and samples/s when ``samples`
 saved-activation bytes counted under the Triton interpreter). Interpreter timings are meaningless, so
 Triton rows are skipped on machines without CUDA (see benchmarks/README.md).
 
-At the end of a run that benchmarked something, every row is written to
+After every benchmark the rows measured so far are written to
 ``benchmarks/results/<device-slug>.json`` (merged by test id into the existing file; ``--bench-results
-replace`` starts it afresh, ``off`` writes nothing) and ``benchmarks/results/README.md`` is re-rendered
-from all results files.
+replace`` starts it afresh with this run's rows, ``off`` writes nothing) and
+``benchmarks/results/README.md`` is re-rendered from all results files, so a run cut short keeps what it
+measured.
 
 Without pytest-benchmark (a bare GPU machine) this file provides a stand-in ``benchmark`` fixture and
 the ``--benchmark-only`` option, timing with ``triton.testing.do_bench`` on CUDA and a perf_counter
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from mdaf_kernels.tools import bench_results
-from mdaf_kernels.tools.memory import PeakMemory, lifetime_peak_rss_bytes
+from mdaf_kernels.tools.memory import PeakMemory
 
 try:
     import pytest_benchmark  # noqa: F401
@@ -40,15 +42,6 @@ REPO_ROOT = RESULTS_DIR.parents[1]
 QUICK = os.environ.get("MDAF_BENCH_QUICK", "0") == "1"
 
 
-def device_name(device: torch.device) -> str:
-    return bench_results.device_name(device)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set of this process since it started (kept for bench files that ask for it)."""
-    return lifetime_peak_rss_bytes()
-
-
 @pytest.fixture(scope="session")
 def bench_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,10 +54,7 @@ def skip_unless_triton_runs(device: torch.device) -> None:
 
 def median_seconds(benchmark) -> float | None:
     """The median round time of a finished benchmark (None when benchmarking is disabled)."""
-    if isinstance(benchmark, FallbackBenchmark):
-        return benchmark.time_s["median"] if benchmark.time_s else None
-    stats = getattr(benchmark, "stats", None)
-    return stats.stats.median if stats is not None else None
+    return benchmark.stats.stats.median if benchmark.stats is not None else None
 
 
 def run_benchmark(
@@ -94,7 +84,7 @@ def run_benchmark(
     with PeakMemory(device) as memory:
         benchmark.pedantic(timed, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
     info = benchmark.extra_info
-    info["device"] = device_name(device)
+    info["device"] = bench_results.device_name(device)
     if dtype is not None:
         info["dtype"] = str(dtype).replace("torch.", "")
     if device.type == "cuda":
@@ -113,7 +103,7 @@ def run_benchmark(
 def record_measurement(benchmark, *, device: torch.device, **info) -> None:
     """Record figures that are not timings (shown without a time in the results table)."""
     benchmark.extra_info.update(info)
-    benchmark.extra_info["device"] = device_name(device)
+    benchmark.extra_info["device"] = bench_results.device_name(device)
     benchmark.extra_info["untimed"] = True
     benchmark.pedantic(lambda: None, rounds=1, warmup_rounds=0, iterations=1)
 
@@ -131,6 +121,7 @@ class FallbackBenchmark:
         self.params = dict(node.callspec.params) if hasattr(node, "callspec") else None
         self.extra_info: dict = {}
         self.time_s: dict | None = None
+        self.stats = None  # like pytest-benchmark's: ``stats.stats.median`` etc. once timed
 
     def pedantic(self, target, args=(), kwargs=None, setup=None, rounds=1, warmup_rounds=0, iterations=1):
         last = []
@@ -142,6 +133,7 @@ class FallbackBenchmark:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         times = bench_results.time_calls(call, device, rounds=rounds, warmup_rounds=warmup_rounds)
         self.time_s = bench_results.time_stats(times)
+        self.stats = SimpleNamespace(stats=SimpleNamespace(**self.time_s))
         return last[0]
 
     def __call__(self, fn, *args, **kwargs):
@@ -150,6 +142,7 @@ class FallbackBenchmark:
 
 _FALLBACK_RUNS = pytest.StashKey[list]()
 _RESULT_PATHS = pytest.StashKey[list]()
+_ENVIRONMENT = pytest.StashKey[dict]()
 
 
 if not HAVE_PYTEST_BENCHMARK:
@@ -158,9 +151,8 @@ if not HAVE_PYTEST_BENCHMARK:
     def benchmark(request):
         marker = request.node.get_closest_marker("benchmark")
         bench = FallbackBenchmark(request.node, marker.kwargs.get("group") if marker else None)
-        yield bench
-        if bench.time_s is not None:
-            request.config.stash.setdefault(_FALLBACK_RUNS, []).append(bench)
+        request.config.stash.setdefault(_FALLBACK_RUNS, []).append(bench)  # recorded once timed
+        return bench
 
 
 def pytest_addoption(parser):
@@ -211,6 +203,7 @@ def _collect_records(config) -> list[dict]:
     return [
         bench_results.make_record(b.fullname, b.name, b.group, b.params, b.time_s, b.extra_info)
         for b in config.stash.get(_FALLBACK_RUNS, [])
+        if b.time_s is not None
     ]
 
 
@@ -220,16 +213,24 @@ def write_results_files(config) -> list[Path]:
     records = _collect_records(config)
     if mode == "off" or not records:
         return []
-    default_device = device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    default_device = bench_results.device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     by_device: dict[str, list[dict]] = {}
     for record in records:
         by_device.setdefault(record["extra_info"].get("device", default_device), []).append(record)
-    env = bench_results.environment(REPO_ROOT)
+    if _ENVIRONMENT not in config.stash:
+        config.stash[_ENVIRONMENT] = bench_results.environment(REPO_ROOT)
+    env = config.stash[_ENVIRONMENT]
     paths = [
         bench_results.write_results(RESULTS_DIR, device, rows, env, replace=mode == "replace")
         for device, rows in by_device.items()
     ]
     return [*paths, bench_results.write_readme(RESULTS_DIR)]
+
+
+def pytest_runtest_teardown(item):
+    # Written after every benchmark, so a run cut short (a timeout, Ctrl-C) keeps what it measured.
+    if "benchmark" in getattr(item, "fixturenames", ()):
+        write_results_files(item.config)
 
 
 def pytest_sessionfinish(session, exitstatus):

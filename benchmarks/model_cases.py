@@ -16,8 +16,11 @@ Configuration (the same for every model):
   inference is a forward pass under ``torch.inference_mode`` in eval mode.
 
 Variants: ``mdaf/triton`` (the Triton kernels; CUDA only, interpreter timings are never reported),
-``mdaf/reference`` (the PyTorch reference ops, eager), ``mdaf/compile`` (the reference ops under
-``torch.compile``: what the compiler alone makes of the same model), ``bst/eager``.
+``mdaf/reference`` (the PyTorch reference ops, eager: the custom ops with their reference forward and
+memory-lean backward), ``mdaf/compile`` (the plain reference functions, without the custom ops, under
+``torch.compile``: what the compiler alone makes of a pure-PyTorch MDAF, the baseline a hand-written
+kernel must beat), ``bst/eager``, and, for the saved-activation count only, ``mdaf/autograd`` (the
+plain reference functions differentiated by autograd: what a pure-PyTorch MDAF keeps for backward).
 The backend is chosen with the ``MDAF_KERNELS_BACKEND`` environment variable rather than
 ``backend.use(...)``: autograd runs CUDA backward passes on its own threads, which do not see a
 context variable set in the calling thread.
@@ -50,7 +53,7 @@ CPU_BATCH = int(os.environ.get("MDAF_BENCH_CPU_BATCH", "64"))
 @dataclass(frozen=True)
 class Variant:
     model: str  # registry name
-    variant: str  # triton | reference | compile | eager
+    variant: str  # triton | reference | compile | eager | autograd
     backend: str | None  # MDAF_KERNELS_BACKEND during the case, None: untouched
 
     @property
@@ -63,8 +66,11 @@ VARIANTS = (
     Variant("mdaf", "reference", "torch"),
     Variant("mdaf", "compile", "torch"),
     Variant("bst", "eager", None),
+    # Saved-activation counts only: the plain-PyTorch baseline of the ops' memory-lean backward.
+    Variant("mdaf", "autograd", "torch"),
 )
 VARIANTS_BY_ID = {v.id: v for v in VARIANTS}
+TIMED_VARIANTS = tuple(v for v in VARIANTS if v.variant != "autograd")
 
 
 def batch_size(device: torch.device) -> int:
@@ -93,6 +99,61 @@ def backend_env(backend: str | None) -> Iterator[None]:
             os.environ.pop(ENV_VAR, None)
         else:
             os.environ[ENV_VAR] = old
+
+
+@contextlib.contextmanager
+def plain_autograd_ops() -> Iterator[None]:
+    """Swap the ops for their plain-PyTorch references, differentiated by autograd (no custom ops).
+
+    What a pure-PyTorch MDAF keeps for backward: the baseline the ops' memory-lean backward is
+    measured against. Raises if a swapped function was never called (the modules stopped calling
+    the ops through these names), so the row cannot silently measure the ops.
+    """
+    import mdaf_kernels
+    import mdaf_kernels.nn.cross_network as cross_network
+    from mdaf_kernels.reference.causal_conv1d import causal_conv1d_ref
+    from mdaf_kernels.reference.cross_layer import cross_layer_ref, cross_stack_ref
+    from mdaf_kernels.reference.selective_scan import selective_scan_ref
+
+    calls: dict[str, int] = {}
+
+    def counted(name, fn):
+        def wrapper(*args, allow_tf32=None, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    swaps = [
+        (mdaf_kernels, "selective_scan_fn", selective_scan_ref),
+        (mdaf_kernels, "causal_conv1d_fn", causal_conv1d_ref),
+        (cross_network, "cross_layer", cross_layer_ref),
+        (cross_network, "cross_stack", cross_stack_ref),
+    ]
+    originals = [(module, name, getattr(module, name)) for module, name, _ in swaps]
+    for module, name, fn in swaps:
+        setattr(module, name, counted(name, fn))
+    try:
+        yield
+    finally:
+        for module, name, fn in originals:
+            setattr(module, name, fn)
+    if (
+        "selective_scan_fn" not in calls
+        or "causal_conv1d_fn" not in calls
+        or not ({"cross_layer", "cross_stack"} & calls.keys())
+    ):
+        raise RuntimeError(f"plain_autograd_ops: the model did not call every swapped op (calls: {calls})")
+
+
+@contextlib.contextmanager
+def variant_context(variant: Variant) -> Iterator[None]:
+    """The backend (and, for the plain-PyTorch variants, the swapped ops) a variant runs with."""
+    with (
+        backend_env(variant.backend),
+        plain_autograd_ops() if variant.variant in ("autograd", "compile") else contextlib.nullcontext(),
+    ):
+        yield
 
 
 def make_batch(meta: DatasetMeta, batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -162,7 +223,7 @@ def saved_activation_bytes(
     variant: Variant, device: torch.device, batch: int, meta: DatasetMeta = META
 ) -> dict:
     """Bytes one training-mode forward pass keeps for backward at ``batch`` (parameters apart)."""
-    with backend_env(variant.backend):
+    with variant_context(variant):
         model = build(variant, device, meta)
         model.train()
         features = make_batch(meta, batch, device)["features"]
@@ -182,30 +243,39 @@ def activation_bytes_per_sample(variant: Variant, device: torch.device, batches:
     return {"activation_bytes_per_sample": per_sample, "counted_at": [small, large]}
 
 
-def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 5) -> dict:
-    """Time one case outside pytest (compilation and autotuning happen before the timing)."""
+def prepare_case(variant: Variant, mode: str, device: torch.device) -> tuple[Callable[[], None], int, dict]:
+    """Build the model and its step and make the untimed first calls; call inside ``variant_context``.
+
+    Compilation, autotuning and the optimizer's state happen in the first calls, so they are neither
+    timed nor counted in a peak measured afterwards (steady-state training memory). Returns the step,
+    the batch size and the row's ``extra_info``.
+    """
     batch = batch_size(device)
-    with backend_env(variant.backend):
-        model = build(variant, device)
-        fn = MODES[mode](variant, model, make_batch(META, batch, device))
-        for _ in range(2):
-            fn()
+    model = build(variant, device)
+    fn = MODES[mode](variant, model, make_batch(META, batch, device))
+    for _ in range(2 if variant.variant == "compile" else 1):
+        fn()
+    info = {"model": variant.model, "variant": variant.variant, "mode": mode, "seq_len": META.max_len}
+    return fn, batch, {**info, **parameter_counts(model)}
+
+
+def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 5) -> dict:
+    """Time one case outside pytest: the results row bench_models.py would write."""
+    with variant_context(variant), PeakMemory(device) as case_memory:
+        fn, batch, info = prepare_case(variant, mode, device)
         with PeakMemory(device) as memory:
             times = bench_results.time_calls(fn, device, rounds=rounds)
     time_s = bench_results.time_stats(times)
-    memory_key = "peak_memory_bytes" if device.type == "cuda" else "peak_rss_bytes"
-    info = {
-        "device": bench_results.device_name(device),
-        "dtype": "float32",
-        "batch": batch,
-        "samples_per_s": batch / time_s["median"],
-        memory_key: memory.peak_bytes,
-        "model": variant.model,
-        "variant": variant.variant,
-        "mode": mode,
-        "seq_len": META.max_len,
-        **parameter_counts(model),
-    }
+    info.update(
+        device=bench_results.device_name(device),
+        dtype="float32",
+        batch=batch,
+        samples_per_s=batch / time_s["median"],
+    )
+    if device.type == "cuda":
+        info["peak_memory_bytes"] = memory.peak_bytes
+    else:
+        info.update(peak_rss_bytes=memory.peak_bytes, peak_rss_added_bytes=case_memory.added_bytes)
     name = f"test_model[{variant.id}-{mode}]"
     return bench_results.make_record(
         f"benchmarks/bench_models.py::{name}",
@@ -220,7 +290,7 @@ def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 
 def main() -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     records = []
-    for variant in VARIANTS:
+    for variant in TIMED_VARIANTS:
         reason = skip_reason(variant, device)
         for mode in MODES:
             if reason:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,21 +24,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mdaf.explore.policies import EGEpsilonGreedyPolicy  # noqa: E402
+try:
+    from mdaf.explore.policies import EGEpsilonGreedyPolicy
+except ModuleNotFoundError:  # run from a source checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mdaf.explore.policies import EGEpsilonGreedyPolicy
 from mdaf.explore.simulator import SimulationConfig, compare_policies  # noqa: E402
 
 
 def plot_cumulative_clicks(results, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 5))
+    """Cumulative clicks (left) and cumulative regret (right) per policy."""
+    fig, (clicks_ax, regret_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, result in results.items():
-        ax.plot(np.cumsum(result.clicks), label=name, linewidth=1.4)
-    ax.set_xlabel("page view")
-    ax.set_ylabel("cumulative clicks")
-    ax.set_title("Cumulative clicks per exploration policy")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        clicks_ax.plot(np.cumsum(result.clicks), label=name, linewidth=1.4)
+        regret_ax.plot(np.cumsum(result.best - result.expected), label=name, linewidth=1.4)
+    clicks_ax.set_ylabel("cumulative clicks")
+    clicks_ax.set_title("Cumulative clicks per exploration policy")
+    regret_ax.set_ylabel("cumulative regret (expected clicks)")
+    regret_ax.set_title("Regret against the best slate of each page view")
+    for ax in (clicks_ax, regret_ax):
+        ax.set_xlabel("page view")
+        ax.grid(alpha=0.3)
+    clicks_ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -58,7 +68,8 @@ def main(argv=None) -> pd.DataFrame:
         print(table.round(2).to_string())
     for name, result in results.items():
         if isinstance(result.policy, EGEpsilonGreedyPolicy):
-            probs = ", ".join(f"{e:g}:{p:.2f}" for e, p in zip(result.policy.epsilons, result.policy.probabilities))
+            pairs = zip(result.policy.epsilons, result.policy.probabilities, strict=True)
+            probs = ", ".join(f"{e:g}:{p:.2f}" for e, p in pairs)
             print(f"{name}: learned p over epsilons {{{probs}}}")
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,18 @@ class BatchIterator:
     index starting at ``r``. ``drop_last`` also drops each rank's last incomplete batch.
     """
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, rank: int = 0, world_size: int = 1, keys: tuple[str, ...] = BATCH_KEYS):
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        keys: tuple[str, ...] = BATCH_KEYS,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -58,20 +68,25 @@ class BatchIterator:
     def indices(self, epoch: int) -> np.ndarray:
         """This rank's sample indices for ``epoch``, in batch order."""
         n = self.num_samples
-        order = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle
-                 else np.arange(n, dtype=np.int64))
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(n)
+            if self.shuffle
+            else np.arange(n, dtype=np.int64)
+        )
         total = self.per_rank * self.world_size
         if total > n:
             order = np.resize(order, total)  # repeats from the start
-        return order[:total][self.rank::self.world_size]
+        return order[:total][self.rank :: self.world_size]
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """The batches of ``epoch`` from batch index ``start`` on."""
         index = self.indices(epoch)
         for b in range(start, len(self)):
-            rows = np.sort(index[b * self.batch_size:(b + 1) * self.batch_size])
-            yield {k: torch.from_numpy(np.ascontiguousarray(a[rows], dtype=_DTYPES.get(k, np.int64)))
-                   for k, a in self.arrays.items()}
+            rows = np.sort(index[b * self.batch_size : (b + 1) * self.batch_size])
+            yield {
+                k: torch.from_numpy(np.ascontiguousarray(a[rows], dtype=_DTYPES.get(k, np.int64)))
+                for k, a in self.arrays.items()
+            }
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         return self.batches(0)

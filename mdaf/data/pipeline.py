@@ -23,6 +23,7 @@ id maps are fitted on the training split alone (:func:`fit_id_maps`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,7 +62,9 @@ class PipelineConfig:
 
     def __post_init__(self):
         if self.negative_scheme not in NEGATIVE_SCHEMES:
-            raise ValueError(f"negative_scheme must be one of {NEGATIVE_SCHEMES}, got {self.negative_scheme!r}")
+            raise ValueError(
+                f"negative_scheme must be one of {NEGATIVE_SCHEMES}, got {self.negative_scheme!r}"
+            )
         if not 0.0 < self.positive_rate <= 1.0:
             raise ValueError(f"positive_rate must be in (0, 1], got {self.positive_rate}")
         if not 0.0 < self.user_fraction <= 1.0:
@@ -144,8 +147,9 @@ class Clicks:
     def key(self, user: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
         """(user, time) as one int64 that sorts like the pair; unknown users get -1 keys."""
         code = np.searchsorted(self.users, user)
-        code = np.where((code < self.users.size) & (self.users[np.minimum(code, self.users.size - 1)] == user),
-                        code, -1)
+        code = np.where(
+            (code < self.users.size) & (self.users[np.minimum(code, self.users.size - 1)] == user), code, -1
+        )
         return code * self.span + (np.asarray(timestamp, dtype=np.int64) - self.t0)
 
     @property
@@ -159,7 +163,9 @@ def extract_clicks(events: Arrays) -> Clicks:
     user, item = events["user"][is_click], events["item"][is_click]
     category, timestamp = events["category"][is_click], events["timestamp"][is_click]
     order = np.lexsort((np.arange(user.size), timestamp, user))
-    user, item, category, timestamp = (np.asarray(a, dtype=np.int64)[order] for a in (user, item, category, timestamp))
+    user, item, category, timestamp = (
+        np.asarray(a, dtype=np.int64)[order] for a in (user, item, category, timestamp)
+    )
     users = np.unique(user)
     t0 = int(timestamp.min()) if timestamp.size else 0
     span = int(timestamp.max()) - t0 + 2 if timestamp.size else 1
@@ -170,8 +176,13 @@ def extract_clicks(events: Arrays) -> Clicks:
 
 def positive_samples(clicks: Clicks, config: PipelineConfig, last_day: int) -> Arrays:
     """One positive sample per click, capped by ``max_samples_per_user`` per user and split."""
-    samples = {"user": clicks.user, "item": clicks.item, "category": clicks.category,
-               "timestamp": clicks.timestamp, "label": np.ones(clicks.user.size, dtype=np.int8)}
+    samples = {
+        "user": clicks.user,
+        "item": clicks.item,
+        "category": clicks.category,
+        "timestamp": clicks.timestamp,
+        "label": np.ones(clicks.user.size, dtype=np.int8),
+    }
     samples["day"] = day_index(clicks.timestamp, config.utc_offset_hours)
     cap = config.max_samples_per_user
     if cap is not None and clicks.user.size:
@@ -255,9 +266,18 @@ def item_pools(events: Arrays, clicks: Clicks, utc_offset_hours: int) -> ItemPoo
     by_cat = np.lexsort((items, first_day, cat_code))
     click_days = day_index(clicks.timestamp, utc_offset_hours) - day0
     click_order = np.lexsort((clicks.item, click_days))
-    return ItemPools(items[by_day], category[by_day], first_day[by_day], items[by_cat],
-                     (cat_code * n_days + first_day)[by_cat], categories,
-                     clicks.item[click_order], click_days[click_order], day0, n_days)
+    return ItemPools(
+        items[by_day],
+        category[by_day],
+        first_day[by_day],
+        items[by_cat],
+        (cat_code * n_days + first_day)[by_cat],
+        categories,
+        clicks.item[click_order],
+        click_days[click_order],
+        day0,
+        n_days,
+    )
 
 
 def _draw(pools: ItemPools, scheme: str, u: np.ndarray, day: np.ndarray, hist_category: np.ndarray | None):
@@ -277,7 +297,9 @@ def _draw(pools: ItemPools, scheme: str, u: np.ndarray, day: np.ndarray, hist_ca
     return np.where(hi > lo, pools.by_cat_items[np.minimum(index, pools.by_cat_items.size - 1)], -1)
 
 
-def sample_negatives(positives: Arrays, clicks: Clicks, pools: ItemPools, config: PipelineConfig) -> tuple[Arrays, dict]:
+def sample_negatives(
+    positives: Arrays, clicks: Clicks, pools: ItemPools, config: PipelineConfig
+) -> tuple[Arrays, dict]:
     """Negatives for positives with histories attached: returns positives + negatives, and counts.
 
     Each positive gets ``floor(r)`` negatives plus one more with probability ``frac(r)``, where
@@ -288,15 +310,19 @@ def sample_negatives(positives: Arrays, clicks: Clicks, pools: ItemPools, config
     """
     ratio = config.negatives_per_positive
     whole, frac = int(np.floor(ratio)), ratio - np.floor(ratio)
-    extra = hash_uniform(config.seed, _SALT_COUNT, positives["user"], positives["timestamp"], positives["item"]) < frac
+    extra = (
+        hash_uniform(config.seed, _SALT_COUNT, positives["user"], positives["timestamp"], positives["item"])
+        < frac
+    )
     count = whole + extra.astype(np.int64)
     parent = np.repeat(np.arange(positives["user"].size), count)
     slot = np.arange(parent.size) - np.repeat(np.cumsum(count) - count, count)
     neg = take(positives, parent)
     neg["label"] = np.zeros(parent.size, dtype=np.int8)
     day = neg["day"] - pools.day0
-    clicked = np.unique(_user_day_item_key(clicks.user, day_index(clicks.timestamp, config.utc_offset_hours),
-                                           clicks.item))
+    clicked = np.unique(
+        _user_day_item_key(clicks.user, day_index(clicks.timestamp, config.utc_offset_hours), clicks.item)
+    )
     item = np.full(parent.size, -1, dtype=np.int64)
     pending = np.arange(parent.size)
     for attempt in range(config.negative_max_tries):
@@ -310,9 +336,14 @@ def sample_negatives(positives: Arrays, clicks: Clicks, pools: ItemPools, config
             with_history = neg["hist_len"][pending] > 0
             pick = hash_uniform(config.seed, _SALT_HISTPOS + 16 * attempt, *keys)
             position = neg["hist_end"][pending] - 1 - (pick * neg["hist_len"][pending]).astype(np.int64)
-            hist_category = np.where(with_history, clicks.category[np.clip(position, 0, clicks.category.size - 1)], -1)
-            candidate = np.where(with_history, _draw(pools, scheme, u, day[pending], hist_category),
-                                 _draw(pools, "uniform", u, day[pending], None))
+            hist_category = np.where(
+                with_history, clicks.category[np.clip(position, 0, clicks.category.size - 1)], -1
+            )
+            candidate = np.where(
+                with_history,
+                _draw(pools, scheme, u, day[pending], hist_category),
+                _draw(pools, "uniform", u, day[pending], None),
+            )
         else:
             candidate = _draw(pools, scheme, u, day[pending], None)
         key = _user_day_item_key(neg["user"][pending], neg["day"][pending], candidate)
@@ -356,13 +387,20 @@ def target_category_in_history(samples: Arrays, clicks: Clicks, max_len: int) ->
     for lo in range(0, out.size, _STATS_CHUNK):
         part = take(samples, slice(lo, lo + _STATS_CHUNK))
         index = history_positions(part, max_len, padding=clicks.category.size)
-        out[lo:lo + _STATS_CHUNK] = (padded_category[index] == part["category"][:, None]).any(axis=1)
+        out[lo : lo + _STATS_CHUNK] = (padded_category[index] == part["category"][:, None]).any(axis=1)
     return out
+
+
+def mark_category_in_history(samples: Arrays, clicks: Clicks, max_len: int) -> Arrays:
+    """Add ``cat_in_hist`` (target category among the history's), computed once and carried along."""
+    return {**samples, "cat_in_hist": target_category_in_history(samples, clicks, max_len)}
 
 
 def filter_category(samples: Arrays, clicks: Clicks, max_len: int) -> Arrays:
     """Step 4 (optional): keep a sample only if its target's category appears in its history."""
-    return take(samples, target_category_in_history(samples, clicks, max_len))
+    if "cat_in_hist" not in samples:
+        samples = mark_category_in_history(samples, clicks, max_len)
+    return take(samples, samples["cat_in_hist"])
 
 
 def temporal_split(samples: Arrays, last_day: int, validation_days: int) -> tuple[Arrays, Arrays]:
@@ -372,7 +410,7 @@ def temporal_split(samples: Arrays, last_day: int, validation_days: int) -> tupl
 
 
 def limit_train_samples(train: Arrays, valid: Arrays, max_train_samples: int | None, seed: int):
-    """Drop whole users, in a seeded random order, until the training split has at most ``max_train_samples``."""
+    """Drop whole users (seeded random order) until the training split has at most ``max_train_samples``."""
     if max_train_samples is None or train["user"].size <= max_train_samples:
         return train, valid
     users, counts = np.unique(train["user"], return_counts=True)
@@ -383,7 +421,9 @@ def limit_train_samples(train: Arrays, valid: Arrays, max_train_samples: int | N
 
 def sort_samples(samples: Arrays) -> Arrays:
     """A deterministic order: by time, user, label (positive first) and item."""
-    return take(samples, np.lexsort((samples["item"], -samples["label"], samples["user"], samples["timestamp"])))
+    return take(
+        samples, np.lexsort((samples["item"], -samples["label"], samples["user"], samples["timestamp"]))
+    )
 
 
 # ----------------------------------------------------------------------------- id maps
@@ -412,39 +452,62 @@ class IdMaps:
 def fit_id_maps(train: Arrays, clicks: Clicks, max_len: int) -> IdMaps:
     """Contiguous ids from the training split only: its users, and the items and categories of
     its targets and of every click inside one of its histories."""
-    in_history = np.zeros(clicks.user.size + 1, dtype=np.int64)
-    np.add.at(in_history, train["hist_end"] - train["hist_len"], 1)
-    np.add.at(in_history, train["hist_end"], -1)
-    used = np.cumsum(in_history[:-1]) > 0
-    return IdMaps(np.unique(train["user"]),
-                  np.unique(np.concatenate([train["item"], clicks.item[used]])),
-                  np.unique(np.concatenate([train["category"], clicks.category[used]])))
+    size = clicks.user.size + 1  # +1: a history may end past the last click
+    opened = np.bincount(train["hist_end"] - train["hist_len"], minlength=size)
+    closed = np.bincount(train["hist_end"], minlength=size)
+    used = np.cumsum(opened - closed)[:-1] > 0  # clicks covered by at least one history
+    return IdMaps(
+        np.unique(train["user"]),
+        np.unique(np.concatenate([train["item"], clicks.item[used]])),
+        np.unique(np.concatenate([train["category"], clicks.category[used]])),
+    )
 
 
-def materialize(samples: Arrays, clicks: Clicks, maps: IdMaps, max_len: int, allocate) -> Arrays:
-    """The batch-contract arrays (:mod:`mdaf.schema`), written in chunks into ``allocate(name, shape, dtype)``
-    (``np.empty`` or a memmap factory), so a split larger than RAM can go straight to disk."""
-    n = samples["user"].size
-    out = {"user": allocate("user", (n,), np.int64), "item": allocate("item", (n,), np.int64),
-           "category": allocate("category", (n,), np.int64),
-           "hist_items": allocate("hist_items", (n, max_len), np.int64),
-           "hist_cats": allocate("hist_cats", (n, max_len), np.int64),
-           "hist_len": allocate("hist_len", (n,), np.int64), "label": allocate("label", (n,), np.float32),
-           "timestamp": allocate("timestamp", (n,), np.int64)}
+def array_specs(max_len: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per batch-contract key: the shape of one row and the dtype (:mod:`mdaf.schema`)."""
+    int64, row = np.dtype(np.int64), ()
+    return {
+        "user": (row, int64),
+        "item": (row, int64),
+        "category": (row, int64),
+        "hist_items": ((max_len,), int64),
+        "hist_cats": ((max_len,), int64),
+        "hist_len": (row, int64),
+        "label": (row, np.dtype(np.float32)),
+        "timestamp": (row, int64),
+    }
+
+
+def materialize_chunks(samples: Arrays, clicks: Clicks, maps: IdMaps, max_len: int) -> Iterator[Arrays]:
+    """The batch-contract arrays in consecutive row chunks (ids mapped, histories gathered), so a
+    split larger than RAM can be written to disk piece by piece."""
     click_item = np.append(IdMaps.lookup(maps.items, clicks.item), 0)  # a last entry for padding
     click_cat = np.append(IdMaps.lookup(maps.categories, clicks.category), 0)
-    for lo in range(0, n, _STATS_CHUNK):
+    for lo in range(0, samples["user"].size, _STATS_CHUNK):
         part = take(samples, slice(lo, lo + _STATS_CHUNK))
-        rows = slice(lo, lo + part["user"].size)
         index = history_positions(part, max_len, padding=clicks.user.size)
-        out["hist_items"][rows] = click_item[index]
-        out["hist_cats"][rows] = click_cat[index]
-        out["user"][rows] = IdMaps.lookup(maps.users, part["user"])
-        out["item"][rows] = IdMaps.lookup(maps.items, part["item"])
-        out["category"][rows] = IdMaps.lookup(maps.categories, part["category"])
-        out["hist_len"][rows] = part["hist_len"]
-        out["label"][rows] = part["label"]
-        out["timestamp"][rows] = part["timestamp"]
+        yield {
+            "user": IdMaps.lookup(maps.users, part["user"]),
+            "item": IdMaps.lookup(maps.items, part["item"]),
+            "category": IdMaps.lookup(maps.categories, part["category"]),
+            "hist_items": click_item[index],
+            "hist_cats": click_cat[index],
+            "hist_len": part["hist_len"].astype(np.int64),
+            "label": part["label"].astype(np.float32),
+            "timestamp": part["timestamp"].astype(np.int64),
+        }
+
+
+def materialize(samples: Arrays, clicks: Clicks, maps: IdMaps, max_len: int) -> Arrays:
+    """The batch-contract arrays of a split, in memory."""
+    n = samples["user"].size
+    out = {k: np.empty((n, *row), dtype=dtype) for k, (row, dtype) in array_specs(max_len).items()}
+    lo = 0
+    for chunk in materialize_chunks(samples, clicks, maps, max_len):
+        hi = lo + chunk["user"].size
+        for key, value in chunk.items():
+            out[key][lo:hi] = value
+        lo = hi
     return out
 
 
@@ -452,19 +515,30 @@ def materialize(samples: Arrays, clicks: Clicks, maps: IdMaps, max_len: int, all
 def sample_stats(samples: Arrays, clicks: Clicks | None, max_len: int) -> dict:
     """Table 1/6-style statistics of a sample set (raw ids)."""
     n = int(samples["user"].size)
-    stats = {"samples": n, "users": int(np.unique(samples["user"]).size),
-             "items": int(np.unique(samples["item"]).size),
-             "categories": int(np.unique(samples["category"]).size),
-             "positive_rate": float(samples["label"].mean()) if n else float("nan")}
+    stats = {
+        "samples": n,
+        "users": int(np.unique(samples["user"]).size),
+        "items": int(np.unique(samples["item"]).size),
+        "categories": int(np.unique(samples["category"]).size),
+        "positive_rate": float(samples["label"].mean()) if n else float("nan"),
+    }
     if "hist_len" in samples and clicks is not None:
         lengths = samples["hist_len"]
         q = np.percentile(lengths, [25, 50, 75, 90]) if n else [float("nan")] * 4
         stats["history_length"] = {
-            "mean": float(lengths.mean()) if n else float("nan"), "min": int(lengths.min(initial=0)),
-            "p25": float(q[0]), "p50": float(q[1]), "p75": float(q[2]), "p90": float(q[3]),
-            "max": int(lengths.max(initial=0)), "share_empty": float((lengths == 0).mean()) if n else float("nan"),
-            "share_full": float((lengths == max_len).mean()) if n else float("nan")}
-        in_hist = target_category_in_history(samples, clicks, max_len)
+            "mean": float(lengths.mean()) if n else float("nan"),
+            "min": int(lengths.min(initial=0)),
+            "p25": float(q[0]),
+            "p50": float(q[1]),
+            "p75": float(q[2]),
+            "p90": float(q[3]),
+            "max": int(lengths.max(initial=0)),
+            "share_empty": float((lengths == 0).mean()) if n else float("nan"),
+            "share_full": float((lengths == max_len).mean()) if n else float("nan"),
+        }
+        in_hist = samples.get("cat_in_hist")
+        if in_hist is None:
+            in_hist = target_category_in_history(samples, clicks, max_len)
         stats["target_category_in_history"] = float(in_hist.mean()) if n else float("nan")
     return stats
 
@@ -474,6 +548,10 @@ def event_stats(events: Arrays) -> dict:
 
     n = int(events["user"].size)
     counts = np.bincount(np.asarray(events["behavior"], dtype=np.int64), minlength=len(BEHAVIORS))
-    return {"rows": n, "users": int(np.unique(events["user"]).size), "items": int(np.unique(events["item"]).size),
-            "categories": int(np.unique(events["category"]).size),
-            "behaviors": {b: int(c) for b, c in zip(BEHAVIORS, counts, strict=True)}}
+    return {
+        "rows": n,
+        "users": int(np.unique(events["user"]).size),
+        "items": int(np.unique(events["item"]).size),
+        "categories": int(np.unique(events["category"]).size),
+        "behaviors": {b: int(c) for b, c in zip(BEHAVIORS, counts, strict=True)},
+    }

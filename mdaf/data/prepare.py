@@ -60,8 +60,10 @@ class PreparedData:
 
 def format_stats(stats: dict) -> str:
     """A plain-text table of the per-step statistics (like the paper's Tables 1 and 6)."""
-    head = f"{'step':<18}{'samples':>11}{'users':>9}{'items':>9}{'cats':>7}{'pos rate':>9}" \
-           f"{'hist mean':>10}{'p50':>6}{'full':>7}{'cat in hist':>12}"
+    head = (
+        f"{'step':<18}{'samples':>11}{'users':>9}{'items':>9}{'cats':>7}{'pos rate':>9}"
+        f"{'hist mean':>10}{'p50':>6}{'full':>7}{'cat in hist':>12}"
+    )
     lines = [head]
     for name in STEP_NAMES:
         s = stats.get(name)
@@ -72,8 +74,10 @@ def format_stats(stats: dict) -> str:
         cells = [f"{name:<18}{n:>11,}{s['users']:>9,}{s['items']:>9,}{s['categories']:>7,}"]
         cells.append(f"{s['positive_rate']:>9.3f}" if "positive_rate" in s else f"{'':>9}")
         if hist:
-            cells.append(f"{hist['mean']:>10.1f}{hist['p50']:>6.0f}{hist['share_full']:>7.1%}"
-                         f"{s['target_category_in_history']:>12.1%}")
+            cells.append(
+                f"{hist['mean']:>10.1f}{hist['p50']:>6.0f}{hist['share_full']:>7.1%}"
+                f"{s['target_category_in_history']:>12.1%}"
+            )
         lines.append("".join(cells))
     return "\n".join(lines)
 
@@ -103,7 +107,9 @@ def file_digest(path: Path, cache_dir: Path | None = None) -> str:
 
 
 def cache_key(digest: str, config: P.PipelineConfig) -> str:
-    payload = json.dumps({"file": digest, "config": config.to_dict(), "version": CACHE_VERSION}, sort_keys=True)
+    payload = json.dumps(
+        {"file": digest, "config": config.to_dict(), "version": CACHE_VERSION}, sort_keys=True
+    )
     return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
 
 
@@ -116,16 +122,32 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _load_cached(entry: Path, config: P.PipelineConfig) -> PreparedData:
     meta_json = json.loads((entry / "meta.json").read_text())
-    splits = {split: {k: np.load(entry / f"{split}_{k}.npy", mmap_mode="r") for k in ARRAY_KEYS}
-              for split in ("train", "valid")}
+    splits = {
+        split: {k: np.load(entry / f"{split}_{k}.npy", mmap_mode="r") for k in ARRAY_KEYS}
+        for split in ("train", "valid")
+    }
     maps = P.IdMaps(*(np.load(entry / f"ids_{name}.npy") for name in ("users", "items", "categories")))
-    return PreparedData(splits["train"], splits["valid"], DatasetMeta(**meta_json["meta"]), meta_json["stats"],
-                        config, id_maps=maps, cache_path=entry, from_cache=True, extra=meta_json.get("extra", {}))
+    return PreparedData(
+        splits["train"],
+        splits["valid"],
+        DatasetMeta(**meta_json["meta"]),
+        meta_json["stats"],
+        config,
+        id_maps=maps,
+        cache_path=entry,
+        from_cache=True,
+        extra=meta_json.get("extra", {}),
+    )
 
 
-def prepare(path: str | os.PathLike, config: P.PipelineConfig | None = None,
-            cache_dir: str | os.PathLike | None = None, *, log: Callable[[str], None] | None = None,
-            chunk_rows: int = 1 << 20) -> PreparedData:
+def prepare(
+    path: str | os.PathLike,
+    config: P.PipelineConfig | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    log: Callable[[str], None] | None = None,
+    chunk_rows: int = 1 << 20,
+) -> PreparedData:
     """Run the whole pipeline on ``path`` (UserBehavior CSV or gzip), or load it from the cache.
 
     ``log`` (e.g. ``print``) receives the read report and the statistics table. With
@@ -155,13 +177,20 @@ def prepare(path: str | os.PathLike, config: P.PipelineConfig | None = None,
             log(data.stats_table())
         if entry is None:
             return data
-        (build_dir / "meta.json").write_text(json.dumps(
-            {"meta": data.meta.__dict__, "stats": data.stats, "config": config.to_dict(),
-             "extra": data.extra}, indent=2))
+        (build_dir / "meta.json").write_text(
+            json.dumps(
+                {
+                    "meta": data.meta.__dict__,
+                    "stats": data.stats,
+                    "config": config.to_dict(),
+                    "extra": data.extra,
+                },
+                indent=2,
+            )
+        )
         data.save_stats(build_dir / "stats.json")
         for name in ("users", "items", "categories"):
             np.save(build_dir / f"ids_{name}.npy", getattr(data.id_maps, name))
-        data.train = data.valid = {}  # release the memmaps before the directory moves
         try:
             os.replace(build_dir, entry)
         except OSError:  # another process finished the same entry first: use theirs
@@ -175,32 +204,76 @@ def prepare(path: str | os.PathLike, config: P.PipelineConfig | None = None,
         raise
 
 
+def _write_npy(out_dir: Path, split: str, n: int, max_len: int, chunks) -> None:
+    """Write ``<split>_<key>.npy`` files chunk by chunk with plain writes (no memmap: the resident
+    set stays at one chunk however large the split)."""
+    files = {}
+    try:
+        for key, (row, dtype) in P.array_specs(max_len).items():
+            files[key] = open(out_dir / f"{split}_{key}.npy", "wb")
+            header = {
+                "descr": np.lib.format.dtype_to_descr(dtype),
+                "fortran_order": False,
+                "shape": (n, *row),
+            }
+            np.lib.format.write_array_header_1_0(files[key], header)
+        written = 0
+        for chunk in chunks:
+            for key, value in chunk.items():
+                files[key].write(np.ascontiguousarray(value).tobytes())
+            written += chunk["user"].size
+        if written != n:
+            raise RuntimeError(f"wrote {written} rows of {split}, expected {n}")
+    finally:
+        for f in files.values():
+            f.close()
+
+
 def _read_events(path: Path, config: P.PipelineConfig, chunk_rows: int):
     keep = None
     if config.user_fraction < 1.0:
+
         def keep(users):
             return P.select_users(users, config.user_fraction, config.seed)
+
     frame, report = read_behaviors(path, window=config.window, keep_users=keep, chunk_rows=chunk_rows)
-    events = {"user": frame["user_id"].to_numpy(), "item": frame["item_id"].to_numpy(),
-              "category": frame["category_id"].to_numpy(), "timestamp": frame["timestamp"].to_numpy(),
-              "behavior": frame["behavior_type"].cat.codes.to_numpy()}
+    events = {
+        "user": frame["user_id"].to_numpy(),
+        "item": frame["item_id"].to_numpy(),
+        "category": frame["category_id"].to_numpy(),
+        "timestamp": frame["timestamp"].to_numpy(),
+        "behavior": frame["behavior_type"].cat.codes.to_numpy(),
+    }
     if events["user"].size == 0:
-        raise ValueError(f"no valid rows left to prepare in {path} (after the window and user sampling):\n{report}")
+        raise ValueError(
+            f"no valid rows left to prepare in {path} (after the window and user sampling):\n{report}"
+        )
     return events, report
 
 
-def _run_pipeline(events: dict, config: P.PipelineConfig, read_report: dict, out_dir: Path | None) -> PreparedData:
+def _run_pipeline(
+    events: dict, config: P.PipelineConfig, read_report: dict, out_dir: Path | None
+) -> PreparedData:
     stats: dict = {"read": P.event_stats(events)}
     clicks = P.extract_clicks(events)
     if clicks.user.size == 0:
         raise ValueError("no click (pv) events to build samples from")
-    stats["clicks"] = P.sample_stats({"user": clicks.user, "item": clicks.item, "category": clicks.category,
-                                      "label": np.ones(clicks.user.size)}, None, config.max_len)
+    stats["clicks"] = P.sample_stats(
+        {
+            "user": clicks.user,
+            "item": clicks.item,
+            "category": clicks.category,
+            "label": np.ones(clicks.user.size),
+        },
+        None,
+        config.max_len,
+    )
     last_day = int(P.day_index(events["timestamp"].max(), config.utc_offset_hours))
     pools = P.item_pools(events, clicks, config.utc_offset_hours)
     del events
     positives = P.attach_histories(P.positive_samples(clicks, config, last_day), clicks, config.max_len)
     samples, negative_counts = P.sample_negatives(positives, clicks, pools, config)
+    samples = P.mark_category_in_history(samples, clicks, config.max_len)
     del positives
     stats["samples"] = {**P.sample_stats(samples, clicks, config.max_len), **negative_counts}
     samples = P.drop_empty_history(samples)
@@ -218,25 +291,38 @@ def _run_pipeline(events: dict, config: P.PipelineConfig, read_report: dict, out
     stats["valid"] = P.sample_stats(valid, clicks, config.max_len)
     maps = P.fit_id_maps(train, clicks, config.max_len)
     num_users, num_items, num_categories = maps.sizes()
-    meta = DatasetMeta(num_users=num_users, num_items=num_items, num_categories=num_categories,
-                       max_len=config.max_len)
-    valid_unknown = {"users": float((P.IdMaps.lookup(maps.users, valid["user"]) == 0).mean()) if valid["user"].size
-                     else 0.0,
-                     "items": float((P.IdMaps.lookup(maps.items, valid["item"]) == 0).mean()) if valid["user"].size
-                     else 0.0}
+    meta = DatasetMeta(
+        num_users=num_users, num_items=num_items, num_categories=num_categories, max_len=config.max_len
+    )
+    valid_unknown = {
+        "users": float((P.IdMaps.lookup(maps.users, valid["user"]) == 0).mean())
+        if valid["user"].size
+        else 0.0,
+        "items": float((P.IdMaps.lookup(maps.items, valid["item"]) == 0).mean())
+        if valid["user"].size
+        else 0.0,
+    }
     stats["valid"]["unknown_share"] = valid_unknown
     stats["tables"] = {"num_users": num_users, "num_items": num_items, "num_categories": num_categories}
     arrays = {}
     for split, part in (("train", train), ("valid", valid)):
         if out_dir is None:
-            def allocate(name, shape, dtype):
-                return np.empty(shape, dtype=dtype)
+            arrays[split] = P.materialize(part, clicks, maps, config.max_len)
         else:
-            def allocate(name, shape, dtype, split=split):
-                return np.lib.format.open_memmap(out_dir / f"{split}_{name}.npy", mode="w+", dtype=dtype, shape=shape)
-        arrays[split] = P.materialize(part, clicks, maps, config.max_len, allocate)
-        if out_dir is not None:
-            for a in arrays[split].values():
-                a.flush()
-    return PreparedData(arrays["train"], arrays["valid"], meta, stats, config, id_maps=maps,
-                        extra={"read_report": read_report})
+            _write_npy(
+                out_dir,
+                split,
+                part["user"].size,
+                config.max_len,
+                P.materialize_chunks(part, clicks, maps, config.max_len),
+            )
+            arrays[split] = {}
+    return PreparedData(
+        arrays["train"],
+        arrays["valid"],
+        meta,
+        stats,
+        config,
+        id_maps=maps,
+        extra={"read_report": read_report},
+    )

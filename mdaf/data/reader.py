@@ -72,22 +72,36 @@ class ReadReport:
 
     def to_dict(self) -> dict:
         return {
-            "path": self.path, "window": list(self.window) if self.window else None, "lines": self.lines,
-            "valid_rows": self.valid_rows, "out_of_window": self.out_of_window, "bad_lines": self.bad_lines,
-            "bad": dict(self.bad), "behavior_counts": dict(self.behavior_counts),
+            "path": self.path,
+            "window": list(self.window) if self.window else None,
+            "lines": self.lines,
+            "valid_rows": self.valid_rows,
+            "out_of_window": self.out_of_window,
+            "bad_lines": self.bad_lines,
+            "bad": dict(self.bad),
+            "behavior_counts": dict(self.behavior_counts),
             "truncated_stream": self.truncated_stream,
             "examples": {k: [[n, s] for n, s in v] for k, v in self.examples.items()},
         }
 
     def __str__(self) -> str:
-        out = [f"read {self.path}: {self.lines:,} lines, {self.valid_rows:,} valid rows",
-               f"  dropped: {self.bad_lines:,} bad lines, {self.out_of_window:,} out of window {self.window}"]
-        out += [f"  {kind}: {n:,}" + "".join(f"\n    line {ln}: {text!r}" for ln, text in self.examples.get(kind, []))
-                for kind, n in self.bad.items() if n]
+        out = [
+            f"read {self.path}: {self.lines:,} lines, {self.valid_rows:,} valid rows",
+            f"  dropped: {self.bad_lines:,} bad lines, {self.out_of_window:,} out of window {self.window}",
+        ]
+        out += [
+            f"  {kind}: {n:,}"
+            + "".join(f"\n    line {ln}: {text!r}" for ln, text in self.examples.get(kind, []))
+            for kind, n in self.bad.items()
+            if n
+        ]
         if self.truncated_stream:
             out.append("  the compressed stream ended early: rows up to the cut were kept")
         total = max(self.valid_rows, 1)
-        out.append("  behaviours: " + ", ".join(f"{b} {n:,} ({n / total:.1%})" for b, n in self.behavior_counts.items()))
+        out.append(
+            "  behaviours: "
+            + ", ".join(f"{b} {n:,} ({n / total:.1%})" for b, n in self.behavior_counts.items())
+        )
         return "\n".join(out)
 
 
@@ -150,7 +164,7 @@ def _line_spans(buf: np.ndarray, ends_with_newline: bool) -> tuple[np.ndarray, n
 
 
 def _line_text(block: bytes, starts: np.ndarray, ends: np.ndarray, i: int) -> str:
-    return block[starts[i]:ends[i]].decode("utf-8", "replace").rstrip("\r")
+    return block[starts[i] : ends[i]].decode("utf-8", "replace").rstrip("\r")
 
 
 def _keep_lines(block: bytes, starts: np.ndarray, ends: np.ndarray, keep: np.ndarray) -> bytes:
@@ -159,23 +173,44 @@ def _keep_lines(block: bytes, starts: np.ndarray, ends: np.ndarray, keep: np.nda
         return block
     change = np.flatnonzero(np.diff(keep.astype(np.int8), prepend=0, append=0))
     runs = change.reshape(-1, 2)  # [first kept line, one past the last] of each run
-    return b"".join(block[starts[a]:ends[b - 1] + 1] for a, b in runs)
+    return b"".join(block[starts[a] : ends[b - 1] + 1] for a, b in runs)
 
 
 def _parse_fast(data: bytes) -> pd.DataFrame:
-    return pd.read_csv(io.BytesIO(data), header=None, names=list(COLUMNS), engine="c",
-                       dtype={"user_id": np.int64, "item_id": np.int64, "category_id": np.int64,
-                              "behavior_type": "category", "timestamp": np.int64})
+    return pd.read_csv(
+        io.BytesIO(data),
+        header=None,
+        names=list(COLUMNS),
+        engine="c",
+        dtype={
+            "user_id": np.int64,
+            "item_id": np.int64,
+            "category_id": np.int64,
+            "behavior_type": "category",
+            "timestamp": np.int64,
+        },
+    )
 
 
 def _parse_checked(data: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Slow path for a block with non-numeric fields: returns parsed columns and the error kind per row."""
-    raw = pd.read_csv(io.BytesIO(data), header=None, names=list(COLUMNS), dtype=str, engine="c",
-                      na_filter=False, skip_blank_lines=False)
+    raw = pd.read_csv(
+        io.BytesIO(data),
+        header=None,
+        names=list(COLUMNS),
+        dtype=str,
+        engine="c",
+        na_filter=False,
+        skip_blank_lines=False,
+    )
     kind = np.full(len(raw), "", dtype=object)
     cols = {}
-    for name, bad in (("timestamp", "bad_timestamp"), ("category_id", "bad_id"),
-                      ("item_id", "bad_id"), ("user_id", "bad_id")):  # the first listed kind wins below
+    for name, bad in (
+        ("timestamp", "bad_timestamp"),
+        ("category_id", "bad_id"),
+        ("item_id", "bad_id"),
+        ("user_id", "bad_id"),
+    ):  # the first listed kind wins below
         text = raw[name].str.strip()
         ok = text.str.fullmatch(r"[+-]?\d{1,18}").to_numpy(dtype=bool)
         values = np.zeros(len(raw), dtype=np.int64)
@@ -189,8 +224,9 @@ def _parse_checked(data: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def _behavior_codes(values) -> np.ndarray:
     """Codes into :data:`BEHAVIORS` (int8), -1 for anything else."""
     parsed = values if isinstance(values, pd.Categorical) else pd.Categorical(values)
-    lookup = np.array([BEHAVIORS.index(c) if c in BEHAVIORS else -1 for c in parsed.categories] + [-1],
-                      dtype=np.int8)
+    lookup = np.array(
+        [BEHAVIORS.index(c) if c in BEHAVIORS else -1 for c in parsed.categories] + [-1], dtype=np.int8
+    )
     return lookup[parsed.codes]  # code -1 (missing) reads the last entry
 
 
@@ -255,7 +291,9 @@ def read_behaviors(
             kinds[-1] = "truncated_line"
         bad_lines = np.flatnonzero(kinds != "")
         for i in bad_lines[:1] if strict else ():
-            raise MalformedLineError(report.path, int(line_numbers[i]), kinds[i], _line_text(block, starts, ends, i))
+            raise MalformedLineError(
+                report.path, int(line_numbers[i]), kinds[i], _line_text(block, starts, ends, i)
+            )
         for kind in BAD_KINDS:
             hits = bad_lines[kinds[bad_lines] == kind]
             report.bad[kind] += hits.size
@@ -284,9 +322,12 @@ def read_behaviors(
             report.behavior_counts[b] += int(n)
     if report.lines == 0:
         raise ValueError(f"UserBehavior file has no lines: {path}")
-    columns = {name: (np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=np.int32))
-               for name in COLUMNS}
+    columns = {
+        name: (np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=np.int32))
+        for name in COLUMNS
+    }
     columns["timestamp"] = columns["timestamp"].astype(np.int64, copy=False)
-    columns["behavior_type"] = pd.Categorical.from_codes(columns["behavior_type"].astype(np.int8),
-                                                         categories=BEHAVIORS)
+    columns["behavior_type"] = pd.Categorical.from_codes(
+        columns["behavior_type"].astype(np.int8), categories=BEHAVIORS
+    )
     return pd.DataFrame(columns, copy=False), report

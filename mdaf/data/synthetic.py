@@ -41,8 +41,10 @@ _MODES_FIRST_EVENT = (0.0, 0.0, 0.6, 0.4)
 _BEHAVIOR_MIX = {"pv": 0.895, "buy": 0.02, "cart": 0.055, "fav": 0.03}
 _REVIEW_RATE = 0.06  # a pv that re-views the item just seen
 _SESSION_GAP = 1800  # seconds without activity that start a new session
-_HOUR_WEIGHTS = np.array([3, 1.5, 1, 0.7, 0.6, 0.7, 1.2, 2.5, 4, 5, 5.5, 5.5,
-                          5.5, 5.5, 5.5, 5.5, 5.5, 6, 6.5, 7.5, 9, 10, 9, 6], dtype=np.float64)
+_HOUR_WEIGHTS = np.array(
+    [3, 1.5, 1, 0.7, 0.6, 0.7, 1.2, 2.5, 4, 5, 5.5, 5.5, 5.5, 5.5, 5.5, 5.5, 5.5, 6, 6.5, 7.5, 9, 10, 9, 6],
+    dtype=np.float64,
+)
 
 DEFAULT_SIZE = {"users": 300, "items": 4000, "categories": 80, "days": 9, "seed": 0}
 """The embedded default: about 29k rows, giving about 50k training samples with the default pipeline."""
@@ -66,13 +68,23 @@ def _modes(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
     return (rng.random(probabilities.shape[0])[:, None] >= cumulative[:, :-1]).sum(axis=1)
 
 
-def generate_events(*, users: int, items: int, categories: int, days: int = 9, seed: int = 0,
-                    rows_per_user: float = 100.0, out_of_window_rate: float = 0.0004,
-                    start: int = OFFICIAL_WINDOW[0]) -> pd.DataFrame:
+def generate_events(
+    *,
+    users: int,
+    items: int,
+    categories: int,
+    days: int = 9,
+    seed: int = 0,
+    rows_per_user: float = 100.0,
+    out_of_window_rate: float = 0.0004,
+    start: int = OFFICIAL_WINDOW[0],
+) -> pd.DataFrame:
     """The synthetic events as a DataFrame in file order (see the module docstring)."""
     if users < 1 or categories < 1 or items < categories or days < 1:
-        raise ValueError(f"need users >= 1, 1 <= categories <= items, days >= 1; got users={users}, "
-                         f"items={items}, categories={categories}, days={days}")
+        raise ValueError(
+            f"need users >= 1, 1 <= categories <= items, days >= 1; got users={users}, "
+            f"items={items}, categories={categories}, days={days}"
+        )
     rng = np.random.default_rng(seed)
     # categories of Zipf sizes, items nested in them (contiguous internal ranges)
     cat_weight = 1.0 / np.arange(1, categories + 1) ** 0.9
@@ -113,18 +125,21 @@ def generate_events(*, users: int, items: int, categories: int, days: int = 9, s
     probabilities[first_of_user] = _MODES_FIRST_EVENT
     mode = _modes(rng, probabilities)
     fav_pick = (rng.random(n)[:, None] >= np.cumsum(fav_weight, axis=1)[user, :-1]).sum(axis=1)
-    fresh = np.where(mode == _FAVOURITE, favourites[user, fav_pick], rng.choice(categories, size=n, p=cat_weight))
+    fresh = np.where(
+        mode == _FAVOURITE, favourites[user, fav_pick], rng.choice(categories, size=n, p=cat_weight)
+    )
     drift_pick = rng.integers(0, related.shape[1], size=n)
     category = fresh.copy()
     position = np.arange(n) - np.flatnonzero(first_of_user)[np.cumsum(first_of_user) - 1]
     by_position = np.argsort(position, kind="stable")
     bounds = np.searchsorted(position[by_position], np.arange(position.max() + 2))
     for k in range(1, position.max() + 1):  # one step of every user's chain at a time
-        idx = by_position[bounds[k]:bounds[k + 1]]
+        idx = by_position[bounds[k] : bounds[k + 1]]
         previous = category[idx - 1]
         m = mode[idx]
-        category[idx] = np.where(m == _STAY, previous,
-                                 np.where(m == _DRIFT, related[previous, drift_pick[idx]], fresh[idx]))
+        category[idx] = np.where(
+            m == _STAY, previous, np.where(m == _DRIFT, related[previous, drift_pick[idx]], fresh[idx])
+        )
     item = cat_start[category] + _bounded_zipf(rng, cat_size[category], 1.1)
 
     # behaviours: a non-pv event (and a re-view) repeats the item of the user's last fresh view
@@ -143,15 +158,27 @@ def generate_events(*, users: int, items: int, categories: int, days: int = 9, s
     category_ids = _distinct_ids(rng, categories, 50)
     user_rank = np.argsort(np.argsort(user_ids.astype(str), kind="stable"))
     final = np.lexsort((timestamp, user_rank[user]))
-    return pd.DataFrame({
-        "user_id": user_ids[user][final], "item_id": item_ids[item][final],
-        "category_id": category_ids[category][final],
-        "behavior_type": pd.Categorical.from_codes(behavior[final], categories=BEHAVIORS),
-        "timestamp": timestamp[final]})
+    return pd.DataFrame(
+        {
+            "user_id": user_ids[user][final],
+            "item_id": item_ids[item][final],
+            "category_id": category_ids[category][final],
+            "behavior_type": pd.Categorical.from_codes(behavior[final], categories=BEHAVIORS),
+            "timestamp": timestamp[final],
+        }
+    )
 
 
-def generate_synthetic(path: str | os.PathLike, *, users: int = 10_000, items: int = 50_000, categories: int = 500,
-                       days: int = 9, seed: int = 0, **kwargs) -> Path:
+def generate_synthetic(
+    path: str | os.PathLike,
+    *,
+    users: int = 10_000,
+    items: int = 50_000,
+    categories: int = 500,
+    days: int = 9,
+    seed: int = 0,
+    **kwargs,
+) -> Path:
     """Write a synthetic file in the official format (gzip when ``path`` ends in ``.gz``); returns the path.
 
     About 100 rows per user (``rows_per_user``). ``kwargs`` go to :func:`generate_events`.

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 LEVEL_PAIR, LEVEL_AD, LEVEL_CONTEXT, LEVEL_PRIOR = 0, 1, 2, 3
-LEVEL_NAMES = ("pair", "ad", "context", "prior")
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ def as_id_array(values, name: str) -> np.ndarray:
 
 
 def _as_counts(values, size: int, name: str) -> np.ndarray:
-    arr = np.broadcast_to(np.asarray(values, dtype=np.float64), (size,))
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (size,):
+        arr = np.broadcast_to(arr, (size,))
     if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0):
         raise ValueError(f"{name} must be finite non-negative counts, got {arr[~(arr >= 0)][:3].tolist()}")
     return arr
@@ -98,8 +99,9 @@ class ClickFeedbackModel:
             raise ValueError(f"clicks must not exceed impressions, got {clks[bad]} clicks for "
                              f"{imps[bad]} impressions of ad {int(ads[bad])}")
         ctx_counts = self._context.setdefault(context, [0.0, 0.0])
-        for ad, n, c in zip(ads.tolist(), imps.tolist(), clks.tolist()):
-            for counts in (self._pair.setdefault((context, ad), [0.0, 0.0]), self._ad.setdefault(ad, [0.0, 0.0])):
+        for ad, n, c in zip(ads.tolist(), imps.tolist(), clks.tolist(), strict=True):
+            pair_counts = self._pair.setdefault((context, ad), [0.0, 0.0])
+            for counts in (pair_counts, self._ad.setdefault(ad, [0.0, 0.0])):
                 counts[0] += n
                 counts[1] += c
             ctx_counts[0] += n
@@ -112,10 +114,6 @@ class ClickFeedbackModel:
         pair = np.array([self._pair.get((int(context), a), zero) for a in ads.tolist()], dtype=np.float64)
         pair = pair.reshape(-1, 2)
         return pair[:, 0], pair[:, 1]
-
-    def ad_impressions(self, ads) -> np.ndarray:
-        ads = as_id_array(ads, "ads")
-        return np.array([self._ad.get(a, (0.0, 0.0))[0] for a in ads.tolist()], dtype=np.float64)
 
     def estimate(self, context: int, ads) -> CFBEstimate:
         """Smoothed CTR and confidence of each ad in ``context`` (see the module docstring)."""

@@ -40,7 +40,7 @@ class InteractionLog:
             raise ValueError("rewards must be finite")
         _check_propensities(propensities)
         positions = np.arange(n) if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
-        explored = np.zeros(n, dtype=bool) if explored is None else np.asarray(explored, dtype=bool).reshape(-1)
+        explored = np.zeros(n, bool) if explored is None else np.asarray(explored, dtype=bool).reshape(-1)
         if positions.size != n or explored.size != n:
             raise ValueError(f"positions and explored must have one value per action ({n})")
         cols = self._columns
@@ -51,9 +51,6 @@ class InteractionLog:
         cols["timestamp"].extend([int(timestamp)] * n)
         cols["position"].extend(positions.tolist())
         cols["explored"].extend(explored.tolist())
-
-    def column(self, name: str) -> np.ndarray:
-        return np.asarray(self._columns[name])
 
     def to_dataframe(self) -> pd.DataFrame:
         cols = self._columns

@@ -92,10 +92,10 @@ class SlatePolicy:
         _rewards(slate, clicks)
 
 
-def _top_slate(candidates: Candidates, order: np.ndarray, n_show: int, propensities=None) -> Slate:
+def _top_slate(candidates: Candidates, order: np.ndarray, n_show: int) -> Slate:
+    """The first ``n_show`` of ``order``, shown for sure (a deterministic policy)."""
     index = order[:n_show]
-    props = np.ones(n_show) if propensities is None else propensities[index]
-    return Slate(index=index, ads=candidates.ads[index], propensities=props,
+    return Slate(index=index, ads=candidates.ads[index], propensities=np.ones(n_show),
                  explored=np.zeros(n_show, dtype=bool))
 
 
@@ -176,7 +176,7 @@ class _ListPolicy(SlatePolicy):
         weights = self.exploration_weights(candidates, low)
         propensities, low_draws = self._inclusion(candidates, n_show, high, low, weights)
         explore, info = self._draw_explore(n_show, rng)
-        n_low = int(np.clip(explore.sum(), n_show - high.size, low.size))
+        n_low = min(max(int(explore.sum()), n_show - high.size), low.size)
         draw = low_draws[n_low] if n_low in low_draws else capped_inclusion_probabilities(weights, n_low)
         low_pick = low[systematic_sample(draw, rng)]
         index, explored = np.empty(n_show, dtype=np.int64), np.empty(n_show, dtype=bool)
@@ -300,7 +300,7 @@ class EGEpsilonGreedyPolicy(_ListPolicy):
 
     def _draw_explore(self, n_show: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         probs = self.probabilities
-        d = int(rng.choice(probs.size, p=probs))
+        d = min(int(np.searchsorted(np.cumsum(probs), rng.random(), side="right")), probs.size - 1)
         return rng.random(n_show) < self.epsilons[d], {"epsilon_index": d, "epsilon_probs": probs}
 
     def update(self, slate: Slate, clicks) -> None:

@@ -71,7 +71,8 @@ class ModelRanker:
         self.device = torch.device(device)
 
     def __call__(self, request: ServingRequest) -> np.ndarray:
-        return self.score(request.ads, request.categories, request.user, request.hist_items, request.hist_cats)
+        r = request
+        return self.score(r.ads, r.categories, r.user, r.hist_items, r.hist_cats)
 
     def score(self, items, categories, user: int = 0, hist_items=None, hist_cats=None) -> np.ndarray:
         """CTR of each (user, item) pair; ``items`` and ``categories`` are aligned int arrays."""
@@ -114,7 +115,8 @@ class ModelRanker:
                         hist_len=torch.full((b,), n_hist, dtype=torch.int64, device=dev),
                     )
                     if logits.shape != (b,):
-                        raise ValueError(f"model must return logits of shape ({b},), got {tuple(logits.shape)}")
+                        raise ValueError(f"model must return logits of shape ({b},), "
+                                         f"got {tuple(logits.shape)}")
                     out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
         finally:
             self.model.train(was_training)

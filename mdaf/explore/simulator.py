@@ -139,6 +139,7 @@ class SimulationResult:
     """Per-round and per-ad outcomes of one policy on one market."""
 
     name: str
+    shown: np.ndarray           # (n_rounds,) ads shown (0 when no ad was a candidate)
     clicks: np.ndarray          # (n_rounds,) realised clicks
     expected: np.ndarray        # (n_rounds,) expected clicks of the shown slate
     best: np.ndarray            # (n_rounds,) expected clicks of the best slate of the candidates
@@ -168,6 +169,7 @@ def simulate(market: AdMarket, loop: ServingLoop, name: str = "policy") -> Simul
     """Run ``loop`` on every page view of ``market`` (rounds with no candidate are skipped)."""
     n_rounds = market.pages.size
     n_slots = loop.n_slots
+    shown_count = np.zeros(n_rounds, np.int64)
     clicks = np.zeros(n_rounds, np.int64)
     expected = np.zeros(n_rounds)
     best = np.zeros(n_rounds)
@@ -188,12 +190,14 @@ def simulate(market: AdMarket, loop: ServingLoop, name: str = "policy") -> Simul
         loop.feedback(served, clicked)
         impressions[shown] += 1
         spend[shown] = np.minimum(spend[shown] + clicked * market.cpc[shown], market.budget[shown])
+        shown_count[t] = shown.size
         clicks[t] = int(clicked.sum())
         expected[t] = ctr[shown].sum()
         k = min(n_slots, ads.size)
         best[t] = np.partition(ctr[ads], ads.size - k)[ads.size - k:].sum()
-    return SimulationResult(name=name, clicks=clicks, expected=expected, best=best, impressions=impressions,
-                            spend=spend, seconds=time.perf_counter() - start, policy=loop.policy)
+    return SimulationResult(name=name, shown=shown_count, clicks=clicks, expected=expected, best=best,
+                            impressions=impressions, spend=spend, seconds=time.perf_counter() - start,
+                            policy=loop.policy)
 
 
 def default_policies(config: SimulationConfig) -> dict[str, Callable[[], SlatePolicy]]:
@@ -203,8 +207,8 @@ def default_policies(config: SimulationConfig) -> dict[str, Callable[[], SlatePo
         "greedy": GreedyPolicy,
         "eps-greedy(0.1)": lambda: EpsilonGreedyPolicy(0.1),
         "eps-decreasing": lambda: EpsilonDecreasingPolicy(0.5, decay_rounds=2000.0),
-        "EG eps-greedy": lambda: EGEpsilonGreedyPolicy(epsilons, tau=0.5, kappa=1e-3, beta=0.1),
-        "EG + confidence": lambda: EGEpsilonGreedyPolicy(epsilons, tau=0.5, kappa=1e-3, beta=0.1,
+        "EG eps-greedy": lambda: EGEpsilonGreedyPolicy(epsilons, tau=0.2, kappa=1e-3, beta=0.1),
+        "EG + confidence": lambda: EGEpsilonGreedyPolicy(epsilons, tau=0.2, kappa=1e-3, beta=0.1,
                                                          exploration="confidence", confidence_bonus=0.05),
         "UCB1": lambda: UCB1Policy(c=1.0),
         "Thompson": lambda: ThompsonSamplingPolicy(config.prior_alpha, config.prior_beta,

@@ -43,8 +43,8 @@ class Candidates:
         if (sorted_ads[1:] == sorted_ads[:-1]).any():
             raise ValueError("ads must be distinct candidates")
         n = ads.size
-        fields = {name: np.asarray(getattr(self, name), dtype=np.float64) for name in ("scores", "impressions",
-                                                                                         "clicks")}
+        fields = {name: np.asarray(getattr(self, name), dtype=np.float64)
+                  for name in ("scores", "impressions", "clicks")}
         for name, arr in fields.items():
             if arr.shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},) like ads, got {arr.shape}")

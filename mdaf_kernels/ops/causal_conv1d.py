@@ -3,7 +3,7 @@
 ``causal_conv1d_fn(x, weight, bias=None, activation=None)`` follows the ``causal_conv1d`` package:
 x (batch, dim, seqlen) with any strides (channel-last views of a (batch, seqlen, dim) tensor are read
 in place), weight (dim, width), bias (dim,), activation None, "silu" or "swish"; the output has x's
-shape, dtype and (when x is dense) memory layout.
+shape and dtype, and is channel-last when x is.
 
 Kernels compute in fp32 whatever the I/O dtype. The backward keeps only the inputs and recomputes
 the pre-activation; dweight and dbias are reduced deterministically: each program writes fp32
@@ -38,7 +38,12 @@ BWD_NUM_WARPS = 8
 BWD_MAX_PROGRAMS = 1024
 
 
-@triton.jit
+# Integer arguments that vary with the sequence length or batch: never specialised (the JIT would
+# otherwise compile separate kernels for values equal to 1 or divisible by 16).
+_RUNTIME_INTS = ("seqlen", "n_tblocks", "n_tiles", "tiles_per_program")
+
+
+@triton.jit(do_not_specialize=["seqlen", "n_tblocks"])
 def _causal_conv1d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
     seqlen, dim, n_tblocks,
@@ -81,7 +86,7 @@ def _causal_conv1d_fwd_kernel(
     tl.store(p_out, b_acc.to(out_ptr.dtype.element_ty), mask=(o_t < seqlen)[:, None] & m_d[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=list(_RUNTIME_INTS))
 def _causal_conv1d_bwd_kernel(
     x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_part_ptr, db_part_ptr,
     seqlen, dim, n_tblocks, n_tiles, tiles_per_program,
@@ -177,6 +182,11 @@ def _needs_int64_offsets(*tensors: torch.Tensor) -> bool:
     return reach >= 2**31
 
 
+def _bias_arg(bias: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+    # The kernels read bias with unit stride; without a bias they get a pointer they never read.
+    return weight if bias is None else bias.contiguous()
+
+
 def _launch_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool,
                 out: torch.Tensor) -> torch.Tensor:
     """Run the forward kernel into ``out`` (any strides, shape of x); return ``out``."""
@@ -187,7 +197,7 @@ def _launch_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     n_tblocks = triton.cdiv(seqlen, BLOCK_T)
     grid = (batch * n_tblocks, triton.cdiv(dim, block_d))
     _causal_conv1d_fwd_kernel[grid](
-        x, weight, bias if bias is not None else weight, out,
+        x, weight, _bias_arg(bias, weight), out,
         seqlen, dim, n_tblocks,
         *x.stride(), *out.stride(), *weight.stride(),
         WIDTH=weight.shape[1], HAS_BIAS=bias is not None, USE_SILU=silu,
@@ -216,7 +226,7 @@ def _launch_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     db_part = torch.empty((n_programs, dim), device=x.device, dtype=torch.float32)
     grid = (n_programs, triton.cdiv(dim, block_d))
     _causal_conv1d_bwd_kernel[grid](
-        x, weight, bias if bias is not None else weight, dout, dx, dw_part, db_part,
+        x, weight, _bias_arg(bias, weight), dout, dx, dw_part, db_part,
         seqlen, dim, n_tblocks, n_tiles, tiles_per_program,
         *x.stride(), *dout.stride(), *dx.stride(), *weight.stride(),
         WIDTH=width, BW=triton.next_power_of_2(width), HAS_BIAS=bias is not None, USE_SILU=silu,
@@ -226,8 +236,14 @@ def _launch_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def _empty_like_x(x: torch.Tensor) -> torch.Tensor:
-    # Keeps x's layout when x is dense (channel-last in, channel-last out), else contiguous.
-    return torch.empty_like(x, memory_format=torch.preserve_format)
+    """An uninitialised (batch, dim, seqlen) tensor in x's dtype: channel-last (the transpose of a
+    contiguous (batch, seqlen, dim) tensor) when x is channel-last, even as a slice such as one half
+    of Mamba's in_proj output, so the next (batch, seqlen, dim) matmul reads it without a copy;
+    otherwise contiguous."""
+    batch, dim, seqlen = x.shape
+    if x.stride(1) == 1 and x.stride(2) != 1:
+        return x.new_empty((batch, seqlen, dim)).transpose(1, 2)
+    return x.new_empty((batch, dim, seqlen))
 
 
 def _in_layout_of_x(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -249,7 +265,8 @@ def causal_conv1d_fwd(
     """Forward op: out (batch, dim, seqlen) in x's dtype. Arguments are checked by causal_conv1d_fn."""
     if backend.select(x.device, "causal_conv1d_fn") == "triton":
         return _launch_fwd(x, weight, bias, silu, _empty_like_x(x))
-    return _in_layout_of_x(causal_conv1d_ref(x.float(), weight.float(), _fp32(bias), "silu" if silu else None), x)
+    out = causal_conv1d_ref(x.float(), weight.float(), _fp32(bias), "silu" if silu else None)
+    return _in_layout_of_x(out, x)
 
 
 @causal_conv1d_fwd.register_fake
@@ -372,7 +389,8 @@ def compile_specs() -> list[KernelSpec]:
 def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int],
           constexprs: dict[str, object], num_warps: int) -> KernelSpec:
     """A KernelSpec specialised like a JIT launch with these integer values: 1 becomes a constexpr,
-    multiples of 16 get ``tt.divisibility`` (pointers from torch allocations are 16-byte aligned)."""
+    multiples of 16 get ``tt.divisibility`` (pointers from torch allocations are 16-byte aligned),
+    except the ``_RUNTIME_INTS`` the kernels never specialise on."""
     signature: dict[str, str] = {}
     constants = dict(constexprs)
     divisible = [name for name in pointers]
@@ -381,7 +399,9 @@ def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int],
             signature[arg] = f"*{pointers[arg]}"
         elif arg in ints:
             value = ints[arg]
-            if value == 1:
+            if arg in _RUNTIME_INTS:
+                signature[arg] = "i32"
+            elif value == 1:
                 signature[arg] = "constexpr"
                 constants[arg] = 1
             else:

@@ -15,13 +15,15 @@ input and is saved for the backward) and re-read by the same program from L1/L2,
 intermediates never make a round trip through another launch. Widths that are not a power of two
 are padded to the next power of two with masks (192 -> 256; DCNv3's half width 96 -> 128).
 
-Backward, per layer from the last to the first (3 launches per layer): a row kernel recomputes the
-pre-activation from the saved layer input, writes ``dc`` (the gradient of the GEMM output, fp32), the
-element-wise part of ``dx`` and of ``dx0`` (fp32) and per-block fp32 partials of ``db`` and the
-LayerNorm parameter grads; a GEMM kernel adds ``dc @ W`` to ``dx``; a split-K GEMM kernel writes
-per-split partials of ``dW = dc.T @ x``. All partials are summed afterwards (deterministic, no
-atomics). Saved for the backward: the op's inputs plus, for the stack, the inputs of layers 1..L-1
-(in the I/O dtype, exactly the values the forward consumed).
+Backward, per layer from the last to the first (2 launches per layer): a row kernel recomputes the
+pre-activation from the saved layer input, computes ``dc`` (the gradient of the GEMM output, fp32,
+written for the dW GEMM and re-read by the same program), ``dx = (element-wise part) + dc @ W`` (a
+second K-loop GEMM with W streaming from L2), the gate's gradient ``dx0`` (fp32, accumulated over the
+layers of a stack and folded into dx by layer 0) and per-block fp32 partials of ``db`` and the
+LayerNorm parameter grads; then a split-K GEMM kernel writes per-split partials of
+``dW = dc.T @ x``. All partials are summed afterwards (deterministic, no atomics). Saved for the
+backward: the op's inputs plus, for the stack, the inputs of layers 1..L-1 (in the I/O dtype, exactly
+the values the forward consumed; (L-1) * batch * width elements).
 
 Precision: everything is fp32 inside; inputs of any of fp32/fp16/bf16 are upcast right after loading.
 ``allow_tf32=True`` (the default) runs the GEMMs on tf32 tensor cores; ``allow_tf32=False`` gives
@@ -56,6 +58,12 @@ BLOCK_B_FWD = 32
 BLOCK_B_BWD = 16
 BLOCK_B_INTERPRETER = 16  # several programs even on the tiny test batches
 BLOCK_K = 32
+# Exact fp32 (IEEE FMA dots, allow_tf32=False) holds more in registers: 16 rows, 16-wide K tiles and
+# no software pipelining of the K-loop (32 rows, 32-wide K tiles or 3 stages spill at width 192).
+BLOCK_B_IEEE = 16
+BLOCK_K_IEEE = 16
+ROW_STAGES = 3
+ROW_STAGES_IEEE = 1
 # Backward GEMMs (dx += dc @ W, dW = dc.T @ x): 64 x 64 output tiles (32 x 64 for exact fp32, whose
 # IEEE dot needs more registers), K-loop of 32.
 GEMM_BLOCK_M = 64
@@ -71,6 +79,10 @@ DTYPES = (*FLOAT_DTYPES, torch.float64)
 
 def _row_warps(block_n: int) -> int:
     return 8 if block_n >= 128 else 4
+
+
+def _row_stages(allow_tf32: bool) -> int:
+    return ROW_STAGES if allow_tf32 else ROW_STAGES_IEEE
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -180,12 +192,14 @@ def _cross_bwd_rows_kernel(
     batch, width, n_feat, eps,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     IS_DCNV3: tl.constexpr, IS_ECN: tl.constexpr, GATE_X0: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ACCUMULATE_DX0: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    ACCUMULATE_DX0: tl.constexpr, FOLD_DX0: tl.constexpr, INPUT_PRECISION: tl.constexpr,
 ):
-    """One layer's backward over a block of rows, except the two GEMMs with W and x (done after).
+    """One layer's backward over a block of rows, all but dW (a reduction over the batch, done after).
 
-    Writes dc = d(loss)/d(x @ W.T) (fp32), the element-wise part of dx (fp32), adds the gate's grad
-    to dx0 (fp32) and stores this block's fp32 partial sums of db, d(ln_weight), d(ln_bias)."""
+    Recomputes c = x @ W.T, writes dc = d(loss)/dc (fp32, also dW's input), dx = (element-wise part)
+    + dc @ W in dx's dtype, and this block's fp32 partial sums of db, d(ln_weight), d(ln_bias). The
+    gate's grad dy * h goes to dx0 (``ACCUMULATE_DX0``: added to what earlier layers left there) or,
+    with ``FOLD_DX0`` (layer 0 of a stack, where x0 is x), into dx together with dx0's content."""
     i_b = tl.program_id(0)
     o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)  # [BB]
     m_b = o_b < batch
@@ -195,8 +209,9 @@ def _cross_bwd_rows_kernel(
     m_tile = m_b[:, None] & m_n[None, :]  # [BB, BN]
     p_lo = o_row[:, None] + o_n[None, :]  # [BB, BN]
     p_hi = p_lo + n_feat
-    p_dc = o_b.to(tl.int64)[:, None] * n_feat + o_n[None, :]  # [BB, BN]
+    o_dc_row = o_b.to(tl.int64) * n_feat  # [BB]
 
+    # 1. element-wise: recompute the layer, then dc, the partial sums and the element-wise part of dx
     b_c = _project(x_ptr, w_ptr, o_row, m_b, o_n, m_n, width, BLOCK_B, BLOCK_N, BLOCK_K,
                    INPUT_PRECISION)  # [BB, BN]
     b_dy = tl.load(dy_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)  # [BB, BN]; 0 in padding
@@ -225,20 +240,23 @@ def _cross_bwd_rows_kernel(
         b_dnn_mean = tl.sum(b_dn * b_nrm, axis=1) / n_feat
         # the LayerNorm backward: rstd * (dn - mean(dn) - n * mean(dn * n))
         b_dc_ln = b_rstd[:, None] * (b_dn - b_dn_mean[:, None] - b_nrm * b_dnn_mean[:, None])
-        b_dc = b_dh + b_dh2 * b_m + b_dc_ln
+        b_dc = tl.where(m_n[None, :], b_dh + b_dh2 * b_m + b_dc_ln, 0.0)
         o_part = i_b * n_feat + o_n
         tl.store(dlnw_part_ptr + o_part, tl.sum(b_da * b_nrm, axis=0), mask=m_n)
         tl.store(dlnb_part_ptr + o_part, tl.sum(b_da, axis=0), mask=m_n)
         tl.store(db_part_ptr + i_b * width + o_n, tl.sum(b_dh, axis=0), mask=m_n)
         tl.store(db_part_ptr + i_b * width + n_feat + o_n, tl.sum(b_dh2, axis=0), mask=m_n)
+        b_dx2 = b_dy2
         if GATE_X0:
             b_dx0_2 = b_dy2 * b_h2
             if ACCUMULATE_DX0:
-                b_dx0_2 += tl.load(dx0_ptr + p_hi, mask=m_tile, other=0.0)
-            tl.store(dx0_ptr + p_hi, b_dx0_2, mask=m_tile)
-            tl.store(dx_ptr + p_hi, b_dy2, mask=m_tile)
+                b_dx0_2 += tl.load(dx0_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+            if FOLD_DX0:
+                b_dx2 += b_dx0_2
+            else:
+                tl.store(dx0_ptr + p_hi, b_dx0_2.to(dx0_ptr.dtype.element_ty), mask=m_tile)
         else:
-            tl.store(dx_ptr + p_hi, b_dy2 + b_dy2 * b_h2, mask=m_tile)
+            b_dx2 += b_dy2 * b_h2
     else:
         b_h = b_c
         if HAS_BIAS:
@@ -248,15 +266,37 @@ def _cross_bwd_rows_kernel(
             b_dc = tl.where(b_h > 0.0, b_dc, 0.0)
             b_h = tl.maximum(b_h, 0.0)
         tl.store(db_part_ptr + i_b * width + o_n, tl.sum(b_dc, axis=0), mask=m_n)
+    b_dx = b_dy
     if GATE_X0:
         b_dx0 = b_dy * b_h
         if ACCUMULATE_DX0:
-            b_dx0 += tl.load(dx0_ptr + p_lo, mask=m_tile, other=0.0)
-        tl.store(dx0_ptr + p_lo, b_dx0, mask=m_tile)
-        tl.store(dx_ptr + p_lo, b_dy, mask=m_tile)
+            b_dx0 += tl.load(dx0_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)
+        if FOLD_DX0:
+            b_dx += b_dx0
+        else:
+            tl.store(dx0_ptr + p_lo, b_dx0.to(dx0_ptr.dtype.element_ty), mask=m_tile)
     else:
-        tl.store(dx_ptr + p_lo, b_dy + b_dy * b_h, mask=m_tile)
-    tl.store(dc_ptr + p_dc, b_dc, mask=m_tile)
+        b_dx += b_dy * b_h
+    tl.store(dc_ptr + o_dc_row[:, None] + o_n[None, :], b_dc, mask=m_tile)
+    # The GEMM below reads dc back in another layout (other threads' elements).
+    tl.debug_barrier()
+
+    # 2. dx += dc @ W: K-loop over dc's features, W's rows streaming from L2
+    for k0 in range(0, n_feat, BLOCK_K):
+        o_k = k0 + tl.arange(0, BLOCK_K)  # [BK]
+        m_k = o_k < n_feat
+        p_dc = dc_ptr + o_dc_row[:, None] + o_k[None, :]  # [BB, BK]
+        b_dck = tl.load(p_dc, mask=m_b[:, None] & m_k[None, :], other=0.0, cache_modifier=".cg")
+        p_w = w_ptr + o_k[:, None] * width + o_n[None, :]  # [BK, BN]: rows k of W, first columns
+        m_w = m_k[:, None] & m_n[None, :]
+        b_w = tl.load(p_w, mask=m_w, other=0.0).to(tl.float32)
+        b_dx = tl.dot(b_dck, b_w, b_dx, input_precision=INPUT_PRECISION)
+        if IS_DCNV3:
+            b_w2 = tl.load(p_w + n_feat, mask=m_w, other=0.0).to(tl.float32)  # columns [n_feat, 2 n_feat)
+            b_dx2 = tl.dot(b_dck, b_w2, b_dx2, input_precision=INPUT_PRECISION)
+    tl.store(dx_ptr + p_lo, b_dx.to(dx_ptr.dtype.element_ty), mask=m_tile)
+    if IS_DCNV3:
+        tl.store(dx_ptr + p_hi, b_dx2.to(dx_ptr.dtype.element_ty), mask=m_tile)
 
 
 @triton.jit
@@ -265,9 +305,10 @@ def _matmul_kernel(
     M, N, K, k_per_split,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cs, stride_cm,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    ACCUMULATE: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
 ):
-    """``c[s] (+)= a[:, ks] @ b[ks, :]`` in fp32 for the s-th split ``ks`` of K (c's columns unit-stride)."""
+    """``c[s] = a[:, ks] @ b[ks, :]`` in fp32 for the s-th split ``ks`` of K (c's columns unit-stride):
+    deterministic split-K partials, summed afterwards."""
     i_m = tl.program_id(0)
     i_n = tl.program_id(1)
     i_s = tl.program_id(2)
@@ -287,10 +328,7 @@ def _matmul_kernel(
         b_b = tl.load(p_b, mask=m_k[:, None] & m_n[None, :], other=0.0).to(tl.float32)
         b_acc = tl.dot(b_a, b_b, b_acc, input_precision=INPUT_PRECISION)
     p_c = c_ptr + i_s * stride_cs + o_m[:, None] * stride_cm + o_n[None, :]  # [BM, BN]
-    m_c = m_m[:, None] & m_n[None, :]
-    if ACCUMULATE:
-        b_acc += tl.load(p_c, mask=m_c, other=0.0)
-    tl.store(p_c, b_acc, mask=m_c)
+    tl.store(p_c, b_acc, mask=m_m[:, None] & m_n[None, :])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -302,16 +340,21 @@ def _precision(allow_tf32: bool) -> str:
     return "tf32" if allow_tf32 else "ieee"
 
 
-def _block_b(backward: bool) -> int:
-    if backend.interpreter_active():
+def _block_b(backward: bool, allow_tf32: bool, interpreter: bool) -> int:
+    if interpreter:
         return BLOCK_B_INTERPRETER
+    if not allow_tf32:
+        return BLOCK_B_IEEE
     return BLOCK_B_BWD if backward else BLOCK_B_FWD
 
 
 def _row_constexprs(kind: str, formula: str, n_feat: int, has_bias: bool, allow_tf32: bool,
-                    backward: bool) -> dict:
+                    backward: bool, interpreter: bool | None = None) -> dict:
+    """Constexprs of the row kernels; ``interpreter=False`` gives the GPU configuration anywhere."""
+    interpreter = backend.interpreter_active() if interpreter is None else interpreter
     return dict(
-        BLOCK_B=_block_b(backward), BLOCK_N=max(16, triton.next_power_of_2(n_feat)), BLOCK_K=BLOCK_K,
+        BLOCK_B=_block_b(backward, allow_tf32, interpreter), BLOCK_N=max(16, triton.next_power_of_2(n_feat)),
+        BLOCK_K=BLOCK_K if allow_tf32 else BLOCK_K_IEEE,
         IS_DCNV3=formula == "dcnv3", IS_ECN=kind == "ecn", GATE_X0=gates_with_x0(kind, formula),
         HAS_BIAS=has_bias, INPUT_PRECISION=_precision(allow_tf32),
     )
@@ -343,7 +386,7 @@ def _launch_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, all
     _cross_fwd_kernel[grid](
         x, x0, weight, weight if bias is None else bias.contiguous(), lnw, lnb, y, saved if layers > 1 else y,
         batch, width, n_feat, layers, eps,
-        num_warps=_row_warps(meta["BLOCK_N"]), **meta,
+        num_warps=_row_warps(meta["BLOCK_N"]), num_stages=_row_stages(allow_tf32), **meta,
     )
     return y, saved
 
@@ -352,17 +395,14 @@ def _gemm_blocks(allow_tf32: bool) -> tuple[int, int, int]:
     return (GEMM_BLOCK_M if allow_tf32 else GEMM_BLOCK_M // 2), GEMM_BLOCK_N, GEMM_BLOCK_K
 
 
-def _matmul(a, b, c, *, M, N, K, strides_a, strides_b, stride_cm, allow_tf32, accumulate=False,
-            k_per_split=None):
-    """c[s] (+)= a @ b over split s of K; a, b given by (row, col) strides, c contiguous per split."""
+def _matmul(a, b, c, *, M, N, K, strides_a, strides_b, stride_cm, allow_tf32, k_per_split):
+    """c[s] = a @ b over split s of K; a, b given by (row, col) strides, c contiguous per split."""
     block_m, block_n, block_k = _gemm_blocks(allow_tf32)
-    k_per_split = K if k_per_split is None else k_per_split
-    splits = max(1, triton.cdiv(K, k_per_split))
-    grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n), splits)
+    grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n), triton.cdiv(K, k_per_split))
     _matmul_kernel[grid](
         a, b, c, M, N, K, k_per_split, *strides_a, *strides_b, M * stride_cm, stride_cm,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, ACCUMULATE=accumulate,
-        INPUT_PRECISION=_precision(allow_tf32), num_warps=4,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, INPUT_PRECISION=_precision(allow_tf32),
+        num_warps=4,
     )
 
 
@@ -371,12 +411,15 @@ def _dw_rows_per_split() -> int:
 
 
 def _launch_bwd(dy, x, x0, saved, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32):
-    """Grads of ``_launch_fwd``: (dx, dx0, dW, db, dln_weight, dln_bias), fp32; dx0 is None when the
-    gate is not x0, and with ``x0=None`` (the stack) dx already includes the gate's grad."""
+    """Grads of ``_launch_fwd``: (dx, dx0, dW, db, dln_weight, dln_bias); dx and dx0 in their
+    tensors' dtypes, the parameter grads fp32. dx0 is None when the gate is not x0; with ``x0=None``
+    (the stack) the gate's grad is folded into dx by layer 0. Two launches per layer: the row kernel
+    (everything but dW) and the split-K dW GEMM; the per-block partials are summed at the end."""
     batch, width = x.shape
     layers, n_feat, _ = weight.shape
     x, weight, dy = x.contiguous(), weight.contiguous(), dy.contiguous()
-    x0_t = x if x0 is None else x0.contiguous()
+    stack = x0 is None
+    x0_t = x if stack else x0.contiguous()
     lnw, lnb = _ln_params(weight, ln_weight, ln_bias, formula)
     meta = _row_constexprs(kind, formula, n_feat, bias is not None, allow_tf32, backward=True)
     n_blocks = triton.cdiv(batch, meta["BLOCK_B"])
@@ -385,36 +428,34 @@ def _launch_bwd(dy, x, x0, saved, weight, bias, ln_weight, ln_bias, kind, formul
     f32 = dict(device=x.device, dtype=torch.float32)
     dc = torch.empty(batch, n_feat, **f32)
     gate_x0 = meta["GATE_X0"]
-    dx0 = torch.empty(batch, width, **f32) if gate_x0 else None
+    # The stack keeps the gate's grad (summed over layers) and the inter-layer grads in fp32.
+    dx0 = None
+    if gate_x0:
+        dx0 = torch.empty(batch, width, **f32) if stack else torch.empty_like(x0_t)
     db_part = torch.empty(layers, n_blocks, width, **f32)
-    ln_part = torch.empty(2, layers, n_blocks, n_feat, **f32) if formula == "dcnv3" else db_part
+    ln_part = torch.empty(2, layers, n_blocks, n_feat, **f32) if formula == "dcnv3" else None
     dw_part = torch.empty(layers, splits, n_feat, width, **f32)
     grad = dy
     for layer in reversed(range(layers)):
         x_l = x if layer == 0 else saved[layer - 1]
-        dx = torch.empty(batch, width, **f32)
-        b_l = bias[layer] if bias is not None else weight  # a dummy pointer when HAS_BIAS is off
-        dlnw_l, dlnb_l = (ln_part[0, layer], ln_part[1, layer]) if formula == "dcnv3" else (db_part, db_part)
+        dx = torch.empty_like(x) if layer == 0 else torch.empty(batch, width, **f32)
+        b_l = bias[layer] if bias is not None else weight  # dummy pointers when a flag is off
+        dlnw_l, dlnb_l = (ln_part[0, layer], ln_part[1, layer]) if ln_part is not None else (db_part, db_part)
         _cross_bwd_rows_kernel[(n_blocks,)](
             x_l, x0_t, weight[layer], b_l, lnw[layer], lnb[layer], grad,
             dc, dx, dx if dx0 is None else dx0, db_part[layer], dlnw_l, dlnb_l,
             batch, width, n_feat, eps,
-            ACCUMULATE_DX0=layer != layers - 1, num_warps=_row_warps(meta["BLOCK_N"]), **meta,
+            ACCUMULATE_DX0=layer != layers - 1, FOLD_DX0=stack and layer == 0,
+            num_warps=_row_warps(meta["BLOCK_N"]), num_stages=_row_stages(allow_tf32), **meta,
         )
-        # dx += dc @ W_l: (batch, n_feat) @ (n_feat, width)
-        _matmul(dc, weight[layer], dx, M=batch, N=width, K=n_feat, strides_a=(n_feat, 1),
-                strides_b=(width, 1), stride_cm=width, allow_tf32=allow_tf32, accumulate=True)
         # dW_l = dc.T @ x_l: (n_feat, batch) @ (batch, width), split over the batch
         _matmul(dc, x_l, dw_part[layer], M=n_feat, N=width, K=batch, strides_a=(1, n_feat),
                 strides_b=(width, 1), stride_cm=width, allow_tf32=allow_tf32, k_per_split=rows_per_split)
         grad = dx
-    if x0 is None and dx0 is not None:
-        grad = grad + dx0
-        dx0 = None
     dweight = dw_part.sum(1)
     dbias = db_part.sum(1)
-    dlnw, dlnb = (ln_part[0].sum(1), ln_part[1].sum(1)) if formula == "dcnv3" else (None, None)
-    return grad, dx0, dweight, dbias, dlnw, dlnb
+    dlnw, dlnb = (ln_part[0].sum(1), ln_part[1].sum(1)) if ln_part is not None else (None, None)
+    return grad, None if stack else dx0, dweight, dbias, dlnw, dlnb
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -719,53 +760,53 @@ def compile_specs() -> list[KernelSpec]:
         for formula in FORMULAS:
             for kind in KINDS:
                 n_feat = projection_size(width, formula)
-                meta = {**_row_constexprs(kind, formula, n_feat, True, True, backward=False),
-                        "BLOCK_B": BLOCK_B_FWD}
-                warps = _row_warps(meta["BLOCK_N"])
-                tag = f"{formula},{kind},{dtype}"
-                for name, layers in (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)):
+                # exact fp32 (IEEE) has its own tiles: the stack forward and row backward, the largest
+                for allow_tf32 in (True, False) if dtype == "fp32" else (True,):
+                    fwd_meta = _row_constexprs(kind, formula, n_feat, True, allow_tf32, backward=False,
+                                               interpreter=False)
+                    bwd_meta = _row_constexprs(kind, formula, n_feat, True, allow_tf32, backward=True,
+                                               interpreter=False)
+                    warps = _row_warps(fwd_meta["BLOCK_N"])
+                    tag = f"{formula},{kind},{dtype}" + ("" if allow_tf32 else ",ieee")
+                    kernels = (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)) if allow_tf32 else (
+                        ("cross_stack_fwd", 2),)
+                    for name, layers in kernels:
+                        specs.append(_spec(
+                            f"{name}[{tag}]", _cross_fwd_kernel,
+                            pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
+                                                         "lnb_ptr", "y_ptr", "saved_ptr")},
+                            ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
+                            constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
+                        ))
                     specs.append(_spec(
-                        f"{name}[{tag}]", _cross_fwd_kernel,
-                        pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
-                                                     "lnb_ptr", "y_ptr", "saved_ptr")},
-                        ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
-                        constexprs=meta, num_warps=warps,
+                        f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,
+                        # a middle layer of a stack: fp32 grads in and out, dx0 accumulating
+                        pointers={**{p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
+                                                        "lnb_ptr")},
+                                  **{p: "fp32" for p in ("dy_ptr", "dc_ptr", "dx_ptr", "dx0_ptr",
+                                                         "db_part_ptr", "dlnw_part_ptr", "dlnb_part_ptr")}},
+                        ints={"batch": batch, "width": width, "n_feat": n_feat},
+                        constexprs={**bwd_meta, "ACCUMULATE_DX0": True, "FOLD_DX0": False}, num_warps=warps,
+                        num_stages=_row_stages(allow_tf32),
                     ))
-                specs.append(_spec(
-                    f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,
-                    pointers={**{p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr", "lnb_ptr",
-                                                    "dy_ptr")},
-                              **{p: "fp32" for p in ("dc_ptr", "dx_ptr", "dx0_ptr", "db_part_ptr",
-                                                     "dlnw_part_ptr", "dlnb_part_ptr")}},
-                    ints={"batch": batch, "width": width, "n_feat": n_feat},
-                    constexprs={**meta, "BLOCK_B": BLOCK_B_BWD, "ACCUMULATE_DX0": True}, num_warps=warps,
-                ))
         for allow_tf32 in (True, False) if dtype == "fp32" else (True,):
             block_m, block_n, block_k = _gemm_blocks(allow_tf32)
             gemm_meta = dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
                              INPUT_PRECISION=_precision(allow_tf32))
             precision = "tf32" if allow_tf32 else "ieee"
             specs.append(_spec(
-                f"cross_bwd_dx_gemm[{dtype},{precision}]", _matmul_kernel,
-                pointers={"a_ptr": "fp32", "b_ptr": dtype, "c_ptr": "fp32"},
-                ints={"M": batch, "N": width, "K": width, "k_per_split": width, "stride_am": width,
-                      "stride_ak": 1, "stride_bk": width, "stride_bn": 1, "stride_cs": batch * width,
-                      "stride_cm": width},
-                constexprs={**gemm_meta, "ACCUMULATE": True}, num_warps=4,
-            ))
-            specs.append(_spec(
                 f"cross_bwd_dw_gemm[{dtype},{precision}]", _matmul_kernel,
                 pointers={"a_ptr": "fp32", "b_ptr": dtype, "c_ptr": "fp32"},
                 ints={"M": width, "N": width, "K": batch, "k_per_split": DW_ROWS_PER_SPLIT, "stride_am": 1,
                       "stride_ak": width, "stride_bk": width, "stride_bn": 1, "stride_cs": width * width,
                       "stride_cm": width},
-                constexprs={**gemm_meta, "ACCUMULATE": False}, num_warps=4,
+                constexprs=gemm_meta, num_warps=4,
             ))
     return specs
 
 
 def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int], constexprs: dict,
-          num_warps: int) -> KernelSpec:
+          num_warps: int, num_stages: int = 3) -> KernelSpec:
     """A KernelSpec specialised like a JIT launch: integer 1 becomes a constexpr, multiples of 16 and
     the (16-byte aligned) pointers get the divisibility hint; other arguments (eps) are fp32."""
     signature: dict[str, str] = {}
@@ -787,4 +828,4 @@ def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int], 
         else:
             signature[arg] = "fp32"
     return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
-                      divisible_by_16=tuple(divisible), num_warps=num_warps)
+                      divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages)

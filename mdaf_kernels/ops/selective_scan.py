@@ -72,7 +72,7 @@ def _first_order_combine(a_l, x_l, a_r, x_r):
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
-    dim, seqlen, dstate, heads, n_groups, n_ckpt,
+    dim, seqlen, dstate, heads, n_groups, n_ckpt, n_dblocks,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -82,7 +82,8 @@ def _selective_scan_fwd_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
+    i_b, i_d = tl.program_id(0) // n_dblocks, tl.program_id(0) % n_dblocks
     i_b64 = i_b.to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
     o_n = tl.arange(0, BLOCK_N)  # [BN]
@@ -145,7 +146,8 @@ def _selective_scan_bwd_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
+    i_b, i_d = tl.program_id(0) // n_dblocks, tl.program_id(0) % n_dblocks
     i_b64 = i_b.to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
     o_n = tl.arange(0, BLOCK_N)  # [BN]
@@ -308,13 +310,13 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last
     ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=torch.float32)
     block_n = triton.next_power_of_2(dstate)
     block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // block_n), dim, groups)
-    grid = (triton.cdiv(dim, block_d), batch)
-    _selective_scan_fwd_kernel[grid](
+    n_dblocks = triton.cdiv(dim, block_d)
+    _selective_scan_fwd_kernel[(n_dblocks * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias,
         out, last_state, ckpt,
-        dim, seqlen, dstate, dim // groups, groups, n_ckpt,
+        dim, seqlen, dstate, dim // groups, groups, n_ckpt, n_dblocks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
         CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
@@ -335,7 +337,7 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
     dC_part = torch.empty(batch, n_dblocks, dstate, seqlen, **f32)
     dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
     dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
-    _selective_scan_bwd_kernel[(n_dblocks, batch)](
+    _selective_scan_bwd_kernel[(n_dblocks * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias,
@@ -532,7 +534,8 @@ def compile_specs() -> list[KernelSpec]:
         pointers = {name: dtype if name in io else "fp32" for name in (
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
             "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
-        specs.append(_spec(f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers, ints,
+        fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
+        specs.append(_spec(f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers, fwd_ints,
                            dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), FWD_NUM_WARPS))
         specs.append(_spec(f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers, ints,
                            dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), BWD_NUM_WARPS))

@@ -125,10 +125,13 @@ class _Layout:
         self.D = None if D is None else D.to(cdt).view(self.groups, self.heads)
         self.z = None if z is None else z.to(cdt).view(gshape).permute(3, 0, 1, 2).contiguous()
 
-    def step(self, h: torch.Tensor, t: int) -> torch.Tensor:
+    def decay(self, t: int) -> torch.Tensor:
+        """exp(dt_t A) as [b, G, H, N]."""
+        return torch.exp(self.dt[t, ..., None] * self.A)
+
+    def step(self, h: torch.Tensor, t: int, decay: torch.Tensor | None = None) -> torch.Tensor:
         """h_t from h_{t-1}: exp(dt A) h + dt u B (a fresh tensor)."""
-        decay = torch.exp(self.dt[t, ..., None] * self.A)
-        h = decay.mul_(h)
+        h = (self.decay(t) if decay is None else decay) * h
         return h.addcmul_((self.dt[t] * self.u[t])[..., None], self.B[t, :, :, None, :])
 
     def readout(self, h: torch.Tensor, t: int) -> torch.Tensor:
@@ -207,11 +210,13 @@ def selective_scan_chunked_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta
             sub_h0.append(h)
         for s, h_start in zip(reversed(starts), reversed(sub_h0), strict=True):
             s_end = min(s + SUBCHUNK, chunk_end)
-            states = [h_start]
+            # The sub-chunk's states and decays, each computed once and used by the adjoint below.
+            states, decays = [h_start], []
             for t in range(s, s_end):
-                states.append(lay.step(states[-1], t))
+                decays.append(lay.decay(t))
+                states.append(lay.step(states[-1], t, decays[-1]))
             for t in reversed(range(s, s_end)):
-                h_prev, h_t = states[t - s], states[t - s + 1]
+                h_prev, h_t, decay = states[t - s], states[t - s + 1], decays[t - s]
                 dy_t = dy[t]  # [b, G, H]
                 if dz is not None:
                     y_t = lay.readout(h_t, t)
@@ -225,7 +230,6 @@ def selective_scan_chunked_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta
                 dtu = lay.dt[t] * lay.u[t]
                 dB[t] = torch.matmul(dtu[:, :, None, :], dh).squeeze(2)
                 dh_B = torch.matmul(dh, lay.B[t, :, :, :, None]).squeeze(-1)  # [b, G, H]
-                decay = torch.exp(lay.dt[t, ..., None] * lay.A)
                 # q = dh * exp(dt A) * h_{t-1}: the part of dh flowing through the decay.
                 q = h_prev * decay
                 q.mul_(dh)
@@ -233,7 +237,7 @@ def selective_scan_chunked_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta
                 ddt[t] = torch.einsum("bghn,ghn->bgh", q, lay.A) + dh_B * lay.u[t]
                 du[t] = dh_B * lay.dt[t]
                 carry = dh.mul_(decay)
-            del states
+            del states, decays
 
     if lay.D is not None:
         du.addcmul_(dy, lay.D)

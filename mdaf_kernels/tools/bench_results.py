@@ -93,6 +93,8 @@ def environment(repo: Path | None = None) -> dict:
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "torch_threads": torch.get_num_threads(),
+        # Other processes compete for a CPU: a high load average explains noisy CPU rows.
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cuda": torch.version.cuda,
     }
     try:
@@ -232,8 +234,12 @@ def _find(records: Iterable[dict], model: str, variant: str, mode: str) -> dict 
 
 
 def peak_memory(info: dict) -> int | None:
-    """The peak memory a record reports: CUDA max allocated, else the CPU resident-set peak."""
-    return info.get("peak_memory_bytes", info.get("peak_rss_bytes"))
+    """The peak memory a record reports: CUDA max allocated, else the resident memory the case added
+    on a CPU (whole-model rows), else the CPU resident-set peak of the process."""
+    for key in ("peak_memory_bytes", "peak_rss_added_bytes", "peak_rss_bytes"):
+        if info.get(key) is not None:
+            return info[key]
+    return None
 
 
 def model_ratios(results: dict) -> list[dict]:
@@ -244,6 +250,8 @@ def model_ratios(results: dict) -> list[dict]:
         ("MDAF (Triton) / BST", MDAF_TRITON, BST),
         ("MDAF (Triton) / MDAF (reference)", MDAF_TRITON, MDAF_REFERENCE),
         ("MDAF (compile) / MDAF (reference)", ("mdaf", "compile"), MDAF_REFERENCE),
+        ("MDAF (Triton) / MDAF (plain autograd)", MDAF_TRITON, ("mdaf", "autograd")),
+        ("MDAF (reference) / MDAF (plain autograd)", MDAF_REFERENCE, ("mdaf", "autograd")),
     )
     rows = []
     for mode in ("train", "infer"):
@@ -340,6 +348,8 @@ def _notes(info: dict) -> str:
         notes.append(f"{format_count(info['params'])} params")
     if "floor_ms" in info:
         notes.append(f"floor {info['floor_ms']:.3g} ms")
+    if info.get("saved_for_backward_bytes"):
+        notes.append(f"saved for backward {format_bytes(info['saved_for_backward_bytes'])}")
     if "activation_bytes_per_sample" in info:
         notes.append(f"saved {format_bytes(info['activation_bytes_per_sample'])}/sample")
     if info.get("note"):
@@ -407,6 +417,8 @@ def is_gpu_results(results: dict) -> bool:
 def render_device_markdown(results: dict) -> str:
     env = results.get("environment", {})
     versions = ", ".join(f"{k} {env[k]}" for k in ("torch", "triton", "python", "cuda") if env.get(k))
+    if not is_gpu_results(results) and env.get("load_average_1min") is not None:
+        versions += f"; load average {env['load_average_1min']:.1f} when written"
     commit = f" at commit {env['git_commit']}" if env.get("git_commit") else ""
     parts = [
         f"## {results['device']}",
@@ -418,7 +430,7 @@ def render_device_markdown(results: dict) -> str:
     ]
     rows = ratio_rows(results)
     if rows:
-        parts += [f"Ratios on {results['device']} (same run):", _table(RATIO_HEADER, rows)]
+        parts += [f"Ratios between rows of this file, on {results['device']}:", _table(RATIO_HEADER, rows)]
     if is_gpu_results(results):
         parts += [f"GPU targets on {results['device']}:", _table(TARGET_HEADER, target_rows(results))]
     return "\n\n".join(parts) + "\n"
@@ -429,9 +441,11 @@ def render_readme(all_results: list[dict]) -> str:
         "# Benchmark results\n\n" + README_BEGIN + "\n\n"
         "One table per device, from `benchmarks/results/<device-slug>.json` (written by "
         "`pytest benchmarks/ --benchmark-only`, rendered by `python benchmarks/render_results.py`). "
-        "Times are medians over rounds after warm-up; IQR is the interquartile range; peak memory is "
-        "`torch.cuda.max_memory_allocated` on a GPU and the peak resident set of the benchmark process "
-        "on a CPU (whole process, so it includes the Python runtime and the model's parameters). "
+        "Times are medians over rounds after warm-up; IQR is the interquartile range. Peak memory is "
+        "`torch.cuda.max_memory_allocated` on a GPU; on a CPU it is, for whole-model rows, the resident "
+        "memory the case added (model, optimizer state, inputs, activations) and, for other rows, the "
+        "peak resident set of the whole benchmark process. Saved activations are bytes kept for backward "
+        "per sample, counted with saved-tensor hooks (device-independent). "
         "Figures from different devices are not comparable; see `benchmarks/README.md` for the method.\n"
     )
     if not all_results:

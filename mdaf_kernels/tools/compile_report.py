@@ -112,17 +112,21 @@ def _load_specs(op: str) -> list:
     return list(compile_specs())
 
 
-def compile_one(op: str, index: int, capability: int) -> Row:
-    """Compile the ``index``-th spec of ``op`` for sm_``capability`` and read its cubin."""
-    from triton import compile as triton_compile
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    spec = _load_specs(op)[index]
-    row = Row(op=op, kernel=spec.name, target=f"sm_{capability}", num_warps=spec.num_warps)
+def compile_one(op: str, name: str, capability: int) -> Row:
+    """Compile the spec called ``name`` of ``op`` for sm_``capability`` and read its cubin."""
+    row = Row(op=op, kernel=name, target=f"sm_{capability}")
     try:
-        arg_index = {name: i for i, name in enumerate(spec.kernel.arg_names)}
-        attrs = {(arg_index[name],): [["tt.divisibility", 16]] for name in spec.divisible_by_16}
+        from triton import compile as triton_compile
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        matches = [spec for spec in _load_specs(op) if spec.name == name]
+        if len(matches) != 1:
+            raise LookupError(f"{len(matches)} specs named {name!r} in {op}.compile_specs(), want one")
+        (spec,) = matches
+        row.num_warps = spec.num_warps
+        arg_index = {arg: i for i, arg in enumerate(spec.kernel.arg_names)}
+        attrs = {(arg_index[arg],): [["tt.divisibility", 16]] for arg in spec.divisible_by_16}
         compiled = triton_compile(
             ASTSource(spec.kernel, signature=spec.signature, constexprs=spec.constexprs, attrs=attrs),
             target=GPUTarget("cuda", capability, WARP_SIZE),
@@ -134,7 +138,8 @@ def compile_one(op: str, index: int, capability: int) -> Row:
             res = _run_cuobjdump("-res-usage", cubin)
             sass = _run_cuobjdump("-sass", cubin)
     except Exception as exc:  # noqa: BLE001 - any failure to compile is reported as a row
-        row.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        message = str(exc).strip()
+        row.error = f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}"
         return row
     usage = parse_res_usage(res)
     if len(usage) != 1:
@@ -192,8 +197,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _collect(ops: list[str], kernels: list[str] | None) -> tuple[list[tuple[str, int]], list[Row]]:
-    """(op, spec index) jobs to compile, and error rows for ops that cannot list their kernels."""
+def _collect(ops: list[str], kernels: list[str] | None) -> tuple[list[tuple[str, str]], list[Row]]:
+    """(op, kernel name) jobs to compile, and error rows for ops that cannot list their kernels."""
     jobs, errors = [], []
     for op in ops:
         try:
@@ -205,10 +210,19 @@ def _collect(ops: list[str], kernels: list[str] | None) -> tuple[list[tuple[str,
         if not specs:
             errors.append(Row(op=op, kernel=f"{op} (module)", target="-",
                               error="compile_specs() returned no kernels"))
-        for index, spec in enumerate(specs):
+        for spec in specs:
             if kernels is None or any(text in spec.name for text in kernels):
-                jobs.append((op, index))
+                jobs.append((op, spec.name))
     return jobs, errors
+
+
+def _result_or_error_row(future: concurrent.futures.Future, job: tuple[str, str, int]) -> Row:
+    """The worker's row, or an error row when the worker itself died (e.g. a crash in the compiler)."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - reported as a failed row
+        op, name, capability = job
+        return Row(op=op, kernel=name, target=f"sm_{capability}", error=f"{type(exc).__name__}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ops = list(args.ops) if args.ops else list(OPS)
     jobs, rows = _collect(ops, args.kernels)
-    work = [(op, index, cc) for op, index in jobs for cc in args.targets]
+    work = [(op, name, cc) for op, name in jobs for cc in args.targets]
     if args.jobs > 1 and len(work) > 1:
         # Fresh interpreters (spawn): workers import the op modules themselves, without TRITON_INTERPRET.
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-            rows += list(pool.map(compile_one, *zip(*work, strict=True)))
+            futures = [pool.submit(compile_one, *job) for job in work]
+            rows += [_result_or_error_row(future, job) for future, job in zip(futures, work, strict=True)]
     else:
         rows += [compile_one(*job) for job in work]
 

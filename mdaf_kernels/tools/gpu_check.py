@@ -41,6 +41,7 @@ from mdaf_kernels.tools import bench_results
 PROJECT_NAME = 'name = "mdaf-kernels"'
 # Environment variables that would make the GPU run something other than the compiled kernels.
 STRIPPED_ENV = ("TRITON_INTERPRET", "MDAF_KERNELS_BACKEND")
+INTERRUPT_GRACE_S = 20.0
 
 
 @dataclass
@@ -78,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="fewer benchmark rounds (MDAF_BENCH_QUICK=1)")
     parser.add_argument("--skip-tests", action="store_true", help="only run the benchmarks")
+    parser.add_argument(
+        "--bench-k",
+        metavar="EXPR",
+        default=None,
+        help="only the benchmarks matching this pytest -k expression",
+    )
     parser.add_argument("--tests-timeout", type=float, default=240.0, help="seconds for the test suite (240)")
     parser.add_argument("--bench-timeout", type=float, default=300.0, help="seconds for the benchmarks (300)")
     return parser.parse_args(argv)
@@ -104,47 +111,15 @@ def subprocess_env(repo: Path, quick: bool, base: dict[str, str] | None = None) 
 
 
 def plan(args: argparse.Namespace, repo: Path, *, have_pytest: bool, env: dict[str, str]) -> list[Step]:
-    python = sys.executable
-    steps = []
-    if have_pytest and not args.skip_tests:
-        steps.append(
-            Step(
-                "tests",
-                [python, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"],
-                args.tests_timeout,
-                env,
-            )
-        )
-    if have_pytest:
-        steps.append(
-            Step(
-                "benchmarks",
-                [
-                    python,
-                    "-m",
-                    "pytest",
-                    "benchmarks",
-                    "--benchmark-only",
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    "--bench-results",
-                    "replace",
-                ],
-                args.bench_timeout,
-                env,
-            )
-        )
-    else:
-        steps.append(
-            Step(
-                "benchmarks (model cases, no pytest)",
-                [python, str(repo / "benchmarks" / "model_cases.py")],
-                args.bench_timeout,
-                env,
-            )
-        )
-    return steps
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if not have_pytest:
+        fallback = [sys.executable, str(repo / "benchmarks" / "model_cases.py")]
+        return [Step("benchmarks (model cases, no pytest)", fallback, args.bench_timeout, env)]
+    steps = [] if args.skip_tests else [Step("tests", [*pytest, "tests"], args.tests_timeout, env)]
+    bench = [*pytest, "benchmarks", "--benchmark-only", "--bench-results", "replace"]
+    if args.bench_k:
+        bench += ["-k", args.bench_k]
+    return [*steps, Step("benchmarks", bench, args.bench_timeout, env)]
 
 
 _PYTEST_SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error|errors|skipped|deselected).*) in [\d.]+s")
@@ -184,8 +159,13 @@ def run_step(step: Step, cwd: Path) -> StepResult:
     try:
         returncode = process.wait(timeout=step.timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        # Ctrl-C first: pytest then finishes its session (the results written so far stay valid).
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=INTERRUPT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         returncode = None
     reader.join(timeout=10)
     seconds = time.monotonic() - start

@@ -42,20 +42,20 @@ def make_block(d_model=8, d_state=4, **kw):
 
 
 @pytest.mark.parametrize("be, seqlen", [("triton", 11), ("torch", 40)])
-def test_forward_backward_match_float64_oracle(be, seqlen, seeded):
-    block = make_block()
+def test_forward_backward_match_float64_oracle(be, seqlen, seeded, device):
+    block = make_block().to(device if be == "triton" else "cpu")
     x = torch.randn(2, seqlen, 8, generator=seeded)
     dout = torch.randn(2, seqlen, 8, generator=seeded)
 
-    params64 = {k: p.detach().double().requires_grad_() for k, p in block.named_parameters()}
+    params64 = {k: p.detach().double().cpu().requires_grad_() for k, p in block.named_parameters()}
     x64 = x.double().requires_grad_()
     ref = mamba_oracle(params64, x64, block.d_state, block.dt_rank)
     ref_grads = torch.autograd.grad((ref * dout.double()).sum(), [x64, *params64.values()])
 
-    x32 = x.clone().requires_grad_()
+    x32 = x.to(block.D.device).requires_grad_()
     with backend.use(be):
         out = block(x32)
-        grads = torch.autograd.grad((out * dout).sum(), [x32, *block.parameters()])
+        grads = torch.autograd.grad((out * dout.to(out.device)).sum(), [x32, *block.parameters()])
     assert_close(out, ref, torch.float32, name="out")
     for name, g, g_ref in zip(["x", *params64], grads, ref_grads, strict=True):
         # Parameter gradients sum over batch and time: allow for that accumulation.
@@ -63,16 +63,17 @@ def test_forward_backward_match_float64_oracle(be, seqlen, seeded):
 
 
 def block_grads(block, x, mask, dout):
-    x = x.clone().requires_grad_()
-    out = block(x, mask)
-    grads = torch.autograd.grad((out * dout).sum(), [x, *block.parameters()])
+    dev = block.D.device
+    x = x.to(dev).requires_grad_()
+    out = block(x, mask.to(dev))
+    grads = torch.autograd.grad((out * dout.to(dev)).sum(), [x, *block.parameters()])
     return out, grads
 
 
 @pytest.mark.parametrize("be, left, right",
                          [("triton", 3, 2), ("torch", 0, 6), ("torch", 7, 0), ("torch", 4, 9)])
-def test_mask_makes_valid_outputs_and_gradients_padding_independent(be, left, right, seeded):
-    block = make_block()
+def test_mask_makes_valid_outputs_and_gradients_padding_independent(be, left, right, seeded, device):
+    block = make_block().to(device if be == "triton" else "cpu")
     valid = 6
     x = torch.randn(2, valid, 8, generator=seeded)
     dout = torch.randn(2, valid, 8, generator=seeded)
@@ -87,6 +88,8 @@ def test_mask_makes_valid_outputs_and_gradients_padding_independent(be, left, ri
         out, grads = block_grads(block, x, torch.ones(2, valid, dtype=torch.bool), dout)
         out_p, grads_p = block_grads(block, x_pad, mask, dout_pad)
     sl = slice(left, left + valid)
+    out_p, out = out_p.cpu(), out.cpu()
+    grads_p = [g.cpu() for g in grads_p]
     assert_close(out_p[:, sl], out, torch.float32, name="out")
     assert torch.count_nonzero(out_p[:, :left]) == 0 and torch.count_nonzero(out_p[:, left + valid:]) == 0
     assert_close(grads_p[0][:, sl], grads[0], torch.float32, name="dx")

@@ -24,9 +24,12 @@ CASES = [(*WIDTH_LENGTHS[i % len(WIDTH_LENGTHS)], *flags) for i, flags in enumer
 
 
 def make_x(batch: int, dim: int, seqlen: int, dtype: torch.dtype, layout: str, device) -> torch.Tensor:
-    """x (batch, dim, seqlen); channel-last is the transposed view of a (batch, seqlen, dim) tensor."""
+    """x (batch, dim, seqlen); channel-last is the transposed view of a (batch, seqlen, dim) tensor;
+    channel-last-slice the first half of a (batch, seqlen, 2 * dim) one, as Mamba's x after in_proj."""
     if layout == "channel-last":
         return torch.randn(batch, seqlen, dim, device=device, dtype=dtype).transpose(1, 2)
+    if layout == "channel-last-slice":
+        return torch.randn(batch, seqlen, 2 * dim, device=device, dtype=dtype).transpose(1, 2)[:, :dim]
     return torch.randn(batch, dim, seqlen, device=device, dtype=dtype)
 
 
@@ -63,7 +66,6 @@ def test_kernels_match_float64_reference(width, seqlen, dtype, layout, with_bias
     assert_close(dw, dw_ref, dtype, name="dweight")
     if with_bias:
         assert_close(db, db_ref, dtype, name="dbias")
-    assert out.stride() == x.stride() and dx.stride() == x.stride()
 
 
 def test_int64_offset_path_matches_reference(device, seeded, monkeypatch):
@@ -105,6 +107,7 @@ def test_needs_int64_offsets_detects_large_in_batch_strides():
     ("channel-first", True, "silu", torch.float32),
     ("channel-last", False, None, torch.float32),
     ("channel-last", True, "swish", torch.bfloat16),
+    ("channel-last-slice", True, "silu", torch.float32),
 ])
 def test_public_function_autograd(layout, with_bias, activation, dtype, device, seeded):
     x = make_x(BATCH, DIM, 19, dtype, layout, device).requires_grad_()
@@ -119,12 +122,32 @@ def test_public_function_autograd(layout, with_bias, activation, dtype, device, 
     out.backward(dout)
 
     assert out.dtype == dtype and out.shape == x.shape
+    # Channel-last in, channel-last out (dense), so a following (batch, seqlen, dim) matmul needs no copy.
+    assert out.stride(1) == (1 if layout.startswith("channel-last") else out.shape[2])
+    assert out.transpose(1, 2).is_contiguous() == layout.startswith("channel-last")
     assert_close(out, ref, dtype, name="out")
     assert x.grad.dtype == dtype and weight.grad.dtype == dtype
     assert_close(x.grad, dx_ref, dtype, name="dx")
     assert_close(weight.grad, dw_ref, dtype, name="dweight")
     if bias is not None:
         assert_close(bias.grad, db_ref, dtype, name="dbias")
+
+
+def test_mixed_dtypes_and_strided_parameters(device, seeded):
+    # bf16 activations with fp32 parameters (as under mixed precision); bias a strided view.
+    x = make_x(BATCH, DIM, 13, torch.bfloat16, "channel-first", device).requires_grad_()
+    weight = (0.5 * torch.randn(4, DIM, device=device)).t().requires_grad_()
+    bias = torch.randn(DIM, 2, device=device)[:, 0].detach().requires_grad_()
+    assert weight.stride() == (1, DIM) and bias.stride() == (2,)
+    dout = torch.randn(BATCH, DIM, 13, device=device, dtype=torch.bfloat16)
+    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, True, dout)
+    out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu")
+    out.backward(dout)
+    assert out.dtype == torch.bfloat16 and weight.grad.dtype == bias.grad.dtype == torch.float32
+    assert_close(out, ref, torch.bfloat16, name="out")
+    assert_close(x.grad, dx_ref, torch.bfloat16, name="dx")
+    assert_close(weight.grad, dw_ref, torch.bfloat16, name="dweight")
+    assert_close(bias.grad, db_ref, torch.bfloat16, name="dbias")
 
 
 def test_sum_backward_with_expanded_gradient(device, seeded):

@@ -80,9 +80,10 @@ def test_layer_matches_reference(formula, kind, dtype, width, device, seeded):
 
 @pytest.mark.parametrize(("formula", "kind"), [("mdaf", "ecn"), ("dcnv3", "lcn")])
 def test_layer_without_bias_or_layer_norm_affine(formula, kind, device, seeded):
-    """The paper's bias-free ECN and a DCNv3 layer with no LayerNorm affine (identity)."""
+    """The paper's bias-free ECN and a DCNv3 layer with no LayerNorm affine (identity), on a
+    non-contiguous (transposed) input."""
     width = 66
-    x = torch.randn(BATCH, width, device=device, requires_grad=True)
+    x = torch.randn(width, BATCH, device=device).t().requires_grad_()
     params = _params(width, formula, None, torch.float32, device, bias=False)
     params.pop("ln_weight", None), params.pop("ln_bias", None)
     out = cross_layer(x, x, **params, kind=kind, formula=formula, allow_tf32=False)
@@ -111,9 +112,11 @@ def test_stack_matches_reference(formula, kind, layers, device, seeded):
 @pytest.mark.parametrize("formula", FORMULAS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_stack_equals_layer_by_layer(formula, dtype, device, seeded):
-    """One launch for the stack gives the layer-by-layer result: the forward bit for bit (both round
-    each layer's output to the I/O dtype), the fp32 gradients to fp32 rounding (the stack keeps its
-    inter-layer gradients in fp32 and sums the gate's gradient in another order)."""
+    """One launch for the stack gives the layer-by-layer result: the forward bit for bit in the
+    interpreter (both round each layer's output to the I/O dtype; on a GPU the two compiled kernels
+    may contract multiply-adds differently, so there to the dtype's rounding), the fp32 gradients to
+    fp32 rounding (the stack keeps its inter-layer gradients in fp32 and sums the gate's gradient in
+    another order)."""
     width, layers, kind = 66, 3, "ecn"
     x = torch.randn(BATCH, width, device=device).to(dtype).requires_grad_()
     params = _params(width, formula, layers, dtype, device)
@@ -122,7 +125,10 @@ def test_stack_equals_layer_by_layer(formula, dtype, device, seeded):
     for layer in range(layers):
         by_layer = cross_layer(by_layer, x, **{k: v[layer] for k, v in params.items() if v is not None},
                                kind=kind, formula=formula)
-    assert torch.equal(out, by_layer)
+    if device.type == "cuda":
+        assert_close(out, by_layer, dtype)
+    else:
+        assert torch.equal(out, by_layer)
     if dtype == torch.float32:
         dy = torch.randn_like(out)
         grads = _grads(out, dy, {"x": x, **params})
@@ -277,8 +283,7 @@ def test_bad_inputs(device):
 def test_compile_specs_cover_the_kernels():
     specs = compile_specs()
     names = {s.name.split("[")[0] for s in specs}
-    assert names == {"cross_layer_fwd", "cross_stack_fwd", "cross_layer_bwd_rows", "cross_bwd_dx_gemm",
-                     "cross_bwd_dw_gemm"}
+    assert names == {"cross_layer_fwd", "cross_stack_fwd", "cross_layer_bwd_rows", "cross_bwd_dw_gemm"}
     for spec in specs:
         assert set(spec.signature) == set(spec.kernel.arg_names), spec.name
         constexpr_args = {a for a, t in spec.signature.items() if t == "constexpr"}

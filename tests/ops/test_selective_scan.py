@@ -7,14 +7,15 @@ import torch
 
 from mdaf_kernels import backend
 from mdaf_kernels.ops.selective_scan import MAX_DSTATE, selective_scan_fn, selective_scan_fwd
-from mdaf_kernels.reference.selective_scan import selective_scan_ref
+from mdaf_kernels.reference.selective_scan import num_checkpoints, selective_scan_ref
+from mdaf_kernels.tools.memory import count_saved_tensors
 from tests.tolerance import assert_close
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
 def make_inputs(batch, dim, length, dstate, dtype, *, groups=0, has_d=True, has_z=True, has_bias=True,
-                gen=None):
+                gen=None, device="cpu"):
     """Inputs in ``dtype`` (A, D, delta_bias fp32 as in mamba_ssm) with values of typical magnitude."""
     def rand(*shape):
         return torch.randn(*shape, generator=gen, dtype=torch.float64)
@@ -31,7 +32,11 @@ def make_inputs(batch, dim, length, dstate, dtype, *, groups=0, has_d=True, has_
         "z": rand(batch, dim, length).to(dtype) if has_z else None,
         "delta_bias": (0.5 * rand(dim)).float() if has_bias else None,
     }
-    return ins
+    return to_device(ins, device)
+
+
+def to_device(ins, device):
+    return {k: None if v is None else v.to(device) for k, v in ins.items()}
 
 
 def grads_of(fn, ins, dout, dlast, **kw):
@@ -39,7 +44,7 @@ def grads_of(fn, ins, dout, dlast, **kw):
     leaves = {k: v.detach().clone().requires_grad_() for k, v in ins.items() if v is not None}
     args = {k: leaves.get(k) for k in NAMES}
     out, last = fn(**args, return_last_state=True, **kw)
-    loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
+    loss = (out.double() * dout.to(out.device)).sum() + (last.double() * dlast.to(out.device)).sum()
     grads = torch.autograd.grad(loss, list(leaves.values()))
     return out, last, dict(zip(leaves, grads, strict=True))
 
@@ -49,7 +54,7 @@ def check_against_oracle(ins, dtype, *, delta_softplus=True, with_last=True, gra
     dstate = ins["A"].shape[1]
     dout = torch.randn(batch, dim, length, generator=gen, dtype=torch.float64)
     dlast = torch.randn(batch, dim, dstate, generator=gen, dtype=torch.float64) * with_last
-    ins64 = {k: None if v is None else v.double() for k, v in ins.items()}
+    ins64 = {k: None if v is None else v.double().cpu() for k, v in ins.items()}
     ref_out, ref_last, ref_grads = grads_of(selective_scan_ref, ins64, dout, dlast,
                                             delta_softplus=delta_softplus)
     out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast, delta_softplus=delta_softplus)
@@ -73,14 +78,15 @@ CASES = [
     pytest.param(1, 20, 129, 4, 0, torch.float32, True, False, True, True, id="L129-noz"),
     pytest.param(2, 24, 40, 5, 3, torch.float32, True, True, True, True, id="L40-grouped"),
     pytest.param(1, 20, 7, 16, 0, torch.float32, False, False, False, False, id="L7-plain"),
+    pytest.param(1, 6, 5, 3, 2, torch.float32, True, True, True, True, id="grouped-odd-heads"),
 ]
 
 
 @pytest.mark.parametrize("batch, dim, length, dstate, groups, dtype, has_d, has_z, has_bias, softplus", CASES)
 def test_triton_matches_float64_oracle(batch, dim, length, dstate, groups, dtype, has_d, has_z, has_bias,
-                                       softplus, seeded):
+                                       softplus, seeded, device):
     ins = make_inputs(batch, dim, length, dstate, dtype, groups=groups, has_d=has_d, has_z=has_z,
-                      has_bias=has_bias, gen=seeded)
+                      has_bias=has_bias, gen=seeded, device=device)
     with backend.use("triton"):
         check_against_oracle(ins, dtype, delta_softplus=softplus, grad_factor=3.0, gen=seeded)
 
@@ -100,11 +106,11 @@ def test_torch_backend_float64_is_exact(seeded):
         check_against_oracle(ins, torch.float64, gen=seeded)
 
 
-def test_without_last_state_returns_only_output(seeded):
-    ins = make_inputs(1, 20, 9, 4, torch.float32, gen=seeded)
+def test_without_last_state_returns_only_output(seeded, device):
+    ins = make_inputs(1, 20, 9, 4, torch.float32, gen=seeded, device=device)
     with backend.use("triton"):
         out = selective_scan_fn(**ins, delta_softplus=True)
-    ins64 = {k: None if v is None else v.double() for k, v in ins.items()}
+    ins64 = {k: None if v is None else v.double().cpu() for k, v in ins.items()}
     ref = selective_scan_ref(**ins64, delta_softplus=True)
     assert isinstance(out, torch.Tensor)
     assert_close(out, ref, torch.float32)
@@ -112,7 +118,7 @@ def test_without_last_state_returns_only_output(seeded):
 
 @pytest.mark.parametrize("be", ["triton", "torch"])
 @pytest.mark.parametrize("left, right", [(0, 5), (6, 0), (3, 35)])
-def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, right, seeded):
+def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, right, seeded, device):
     """A sequence gives the same outputs and gradients whatever zero-delta padding surrounds it."""
     valid = 9
     ins = make_inputs(1, 20, valid, 4, torch.float32, has_bias=False, gen=seeded)
@@ -129,8 +135,8 @@ def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, righ
                              torch.zeros(1, 20, right, dtype=torch.float64)], dim=-1)
     dlast = torch.zeros(1, 20, 4, dtype=torch.float64)
     with backend.use(be):
-        out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast)
-        out_p, last_p, grads_p = grads_of(selective_scan_fn, padded, dout_padded, dlast)
+        out, last, grads = grads_of(selective_scan_fn, to_device(ins, device), dout, dlast)
+        out_p, last_p, grads_p = grads_of(selective_scan_fn, to_device(padded, device), dout_padded, dlast)
     sl = slice(left, left + valid)
     assert_close(out_p[..., sl], out, torch.float32, name="out")
     assert_close(last_p, last, torch.float32, name="last_state")
@@ -139,8 +145,9 @@ def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, righ
         assert_close(g_p, g, torch.float32, name=f"d{name}")
 
 
-def test_reductions_are_deterministic(seeded):
-    ins = make_inputs(2, 20, 12, 4, torch.float32, gen=seeded)  # two channel blocks, two batch rows
+def test_reductions_are_deterministic(seeded, device):
+    # Two channel blocks and two batch rows, so that both kinds of partial sums are reduced.
+    ins = make_inputs(2, 20, 12, 4, torch.float32, gen=seeded, device=device)
     dout = torch.randn(2, 20, 12, generator=seeded, dtype=torch.float64)
     dlast = torch.zeros(2, 20, 4, dtype=torch.float64)
     with backend.use("triton"):
@@ -156,6 +163,34 @@ def test_opcheck(seeded):
     args = (*(ins[k] for k in NAMES), True, True)
     with backend.use("torch"):
         torch.library.opcheck(selective_scan_fwd, args)
+
+
+def test_opcheck_triton(seeded, device):
+    ins = make_inputs(1, 4, 3, 2, torch.float32, gen=seeded, device=device)
+    for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
+        ins[k].requires_grad_()
+    args = (*(ins[k] for k in NAMES), True, False)
+    with backend.use("triton"):
+        torch.library.opcheck(selective_scan_fwd, args)
+
+
+@pytest.mark.parametrize("be", ["triton", "torch"])
+def test_saved_for_backward_is_inputs_plus_checkpoints_no_larger_than_inputs(be, seeded, device):
+    """Backward keeps the inputs and one (dim, N) state per 32 steps, never a per-step state."""
+    ins = make_inputs(1, 20, 129, 32, torch.bfloat16, gen=seeded, device=device if be == "triton" else "cpu")
+    leaves = {k: v.requires_grad_() for k, v in ins.items()}
+    input_bytes = sum(t.numel() * t.element_size() for t in leaves.values())
+    with backend.use(be), count_saved_tensors() as saved:
+        selective_scan_fn(**leaves, delta_softplus=True)
+    checkpoint_bytes = 4 * num_checkpoints(129) * 20 * 32
+    assert saved.activation_bytes == input_bytes + checkpoint_bytes
+    assert checkpoint_bytes <= input_bytes
+
+
+def test_float64_on_triton_raises(seeded):
+    ins = make_inputs(1, 4, 3, 2, torch.float64, gen=seeded)
+    with backend.use("triton"), pytest.raises(TypeError, match="float64 inputs run on the torch backend"):
+        selective_scan_fn(**ins)
 
 
 def test_compiles_fullgraph(seeded):

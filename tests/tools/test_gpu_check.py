@@ -51,8 +51,10 @@ def test_plan_runs_tests_then_benchmarks_or_the_pytest_free_fallback():
     args = gpu_check.parse_args([])
     steps = gpu_check.plan(args, REPO, have_pytest=True, env={})
     assert [s.name for s in steps] == ["tests", "benchmarks"]
-    assert steps[0].argv[1:4] == ["-m", "pytest", "tests"]
+    assert steps[0].argv[1:3] == ["-m", "pytest"] and steps[0].argv[-1] == "tests"
     assert "--benchmark-only" in steps[1].argv and steps[1].argv[-2:] == ["--bench-results", "replace"]
+    filtered = gpu_check.plan(gpu_check.parse_args(["--bench-k", "models"]), REPO, have_pytest=True, env={})
+    assert filtered[1].argv[-2:] == ["-k", "models"]
     assert [
         s.name for s in gpu_check.plan(gpu_check.parse_args(["--skip-tests"]), REPO, have_pytest=True, env={})
     ] == ["benchmarks"]

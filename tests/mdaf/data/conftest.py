@@ -10,8 +10,14 @@ from mdaf.data.reader import OFFICIAL_WINDOW
 
 T0 = OFFICIAL_WINDOW[0]  # 2017-11-25 00:00:00 UTC+8
 DAY = 86_400
-REAL_SAMPLE = (Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "taobao_userbehavior"
-               / "userbehavior_head_815users.csv.gz")
+REAL_SAMPLE = (
+    Path(__file__).resolve().parents[3]
+    / ".."
+    / "shared"
+    / "data"
+    / "taobao_userbehavior"
+    / "userbehavior_head_815users.csv.gz"
+)
 
 
 def write_rows(path: Path, rows, *, trailing_newline: bool = True) -> Path:

@@ -10,13 +10,21 @@ from mdaf.schema import FEATURE_KEYS
 
 def _arrays(n, max_len=4):
     rng = np.random.default_rng(n)
-    return {"user": np.arange(n, dtype=np.int64), "item": rng.integers(1, 50, n), "category": rng.integers(1, 9, n),
-            "hist_items": rng.integers(0, 50, (n, max_len)), "hist_cats": rng.integers(0, 9, (n, max_len)),
-            "hist_len": rng.integers(0, max_len + 1, n), "label": (rng.random(n) < 0.4).astype(np.float32),
-            "timestamp": np.arange(n, dtype=np.int64) * 7}
+    return {
+        "user": np.arange(n, dtype=np.int64),
+        "item": rng.integers(1, 50, n),
+        "category": rng.integers(1, 9, n),
+        "hist_items": rng.integers(0, 50, (n, max_len)),
+        "hist_cats": rng.integers(0, 9, (n, max_len)),
+        "hist_len": rng.integers(0, max_len + 1, n),
+        "label": (rng.random(n) < 0.4).astype(np.float32),
+        "timestamp": np.arange(n, dtype=np.int64) * 7,
+    }
 
 
-@pytest.mark.parametrize("n, batch_size, drop_last", [(103, 10, False), (103, 10, True), (5, 8, False), (64, 8, True)])
+@pytest.mark.parametrize(
+    "n, batch_size, drop_last", [(103, 10, False), (103, 10, True), (5, 8, False), (64, 8, True)]
+)
 def test_epoch_covers_every_sample_once(n, batch_size, drop_last):
     arrays = _arrays(n)
     it = BatchIterator(arrays, batch_size, seed=3, drop_last=drop_last)
@@ -46,16 +54,22 @@ def test_seeded_shuffle_per_epoch_and_exact_resume():
     assert not all(torch.equal(a, b) for a, b in zip(first, other_seed, strict=True))
     resumed = [b["user"] for b in it.batches(1, start=5)]
     assert all(torch.equal(a, b) for a, b in zip(second[5:], resumed, strict=True))
-    assert all(torch.equal(a, b) for a, b in zip(first, [b["user"] for b in it], strict=True))  # iter = epoch 0
+    assert all(
+        torch.equal(a, b) for a, b in zip(first, [b["user"] for b in it], strict=True)
+    )  # iter = epoch 0
     unshuffled = torch.cat([b["user"] for b in BatchIterator(arrays, 16, shuffle=False).batches(3)])
     assert torch.equal(unshuffled, torch.arange(200))
 
 
-@pytest.mark.parametrize("n, world_size, drop_last", [(101, 4, False), (101, 4, True), (3, 4, False), (96, 3, False)])
+@pytest.mark.parametrize(
+    "n, world_size, drop_last", [(101, 4, False), (101, 4, True), (3, 4, False), (96, 3, False)]
+)
 def test_ranks_get_equal_batches_and_partition_the_epoch(n, world_size, drop_last):
     arrays = _arrays(n)
-    its = [BatchIterator(arrays, 8, seed=1, rank=r, world_size=world_size, drop_last=drop_last)
-           for r in range(world_size)]
+    its = [
+        BatchIterator(arrays, 8, seed=1, rank=r, world_size=world_size, drop_last=drop_last)
+        for r in range(world_size)
+    ]
     assert len({len(it) for it in its}) == 1
     per_rank = [torch.cat([b["user"] for b in it.batches(2)]) if len(it) else torch.empty(0) for it in its]
     seen = torch.cat(per_rank).tolist()

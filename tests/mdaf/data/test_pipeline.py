@@ -12,18 +12,26 @@ from tests.mdaf.data.conftest import DAY, T0, write_rows
 
 # Two days; day 1 (the last) is validation. Same-second clicks 12 and 13 of user 1 test "strictly before".
 ROWS = [
-    (1, 11, 1, "pv", T0 + 100), (1, 12, 1, "pv", T0 + 200), (1, 13, 2, "pv", T0 + 200),
-    (1, 14, 2, "pv", T0 + 300), (1, 14, 2, "buy", T0 + 310), (1, 15, 3, "pv", T0 + DAY + 50),
-    (2, 21, 5, "pv", T0 + 150), (2, 11, 1, "pv", T0 + 400), (2, 22, 5, "pv", T0 + DAY + 100),
+    (1, 11, 1, "pv", T0 + 100),
+    (1, 12, 1, "pv", T0 + 200),
+    (1, 13, 2, "pv", T0 + 200),
+    (1, 14, 2, "pv", T0 + 300),
+    (1, 14, 2, "buy", T0 + 310),
+    (1, 15, 3, "pv", T0 + DAY + 50),
+    (2, 21, 5, "pv", T0 + 150),
+    (2, 11, 1, "pv", T0 + 400),
+    (2, 22, 5, "pv", T0 + DAY + 100),
 ]
 ONLY_POSITIVES = {"positive_rate": 1.0}
 
 
 def _rows(split, n=None):
     keys = ("user", "item", "category", "hist_len", "label", "timestamp")
-    out = [tuple(int(split[k][i]) for k in keys) + (tuple(int(x) for x in split["hist_items"][i]),
-                                                      tuple(int(x) for x in split["hist_cats"][i]))
-           for i in range(len(split["user"]))]
+    out = [
+        tuple(int(split[k][i]) for k in keys)
+        + (tuple(int(x) for x in split["hist_items"][i]), tuple(int(x) for x in split["hist_cats"][i]))
+        for i in range(len(split["user"]))
+    ]
     return out
 
 
@@ -39,7 +47,12 @@ def tiny(tmp_path):
 def test_histories_ids_and_split_known_answer(tiny):
     data = prepare(tiny, PipelineConfig(max_len=5, **ONLY_POSITIVES))
     # train ids: users 1, 2; items 11, 12, 13, 14, 21 -> 1..5; categories 1, 2, 5 -> 1..3
-    assert (data.meta.num_users, data.meta.num_items, data.meta.num_categories, data.meta.max_len) == (3, 6, 4, 5)
+    assert (data.meta.num_users, data.meta.num_items, data.meta.num_categories, data.meta.max_len) == (
+        3,
+        6,
+        4,
+        5,
+    )
     assert _rows(data.train) == [
         (1, 2, 1, 1, 1, T0 + 200, _pad([1], 5), _pad([1], 5)),
         (1, 3, 2, 1, 1, T0 + 200, _pad([1], 5), _pad([1], 5)),  # the same-second click 12 is not history
@@ -75,7 +88,9 @@ def test_category_filter_known_answer(tiny):
 def test_validation_days(tmp_path):
     rows = [(1, 9, 1, "pv", T0 + 10)] + [(1, 10 + d, 1, "pv", T0 + d * DAY + 60) for d in range(5)]
     for days, n_valid in ((1, 1), (2, 2), (4, 4)):
-        data = prepare(write_rows(tmp_path / "d.csv", rows), PipelineConfig(validation_days=days, **ONLY_POSITIVES))
+        data = prepare(
+            write_rows(tmp_path / "d.csv", rows), PipelineConfig(validation_days=days, **ONLY_POSITIVES)
+        )
         assert data.valid["timestamp"].tolist() == [T0 + d * DAY + 60 for d in range(5 - n_valid, 5)]
         assert data.train["timestamp"].max() < T0 + (5 - n_valid) * DAY
 
@@ -106,16 +121,24 @@ def test_negatives_follow_their_scheme(default_file, default_events, scheme):
     neg = train["label"] == 0
     frame = default_events
     clicks = frame[frame["behavior_type"] == "pv"]
-    clicked = set(zip(clicks["user_id"], P.day_index(clicks["timestamp"].to_numpy(), 8), clicks["item_id"],
-                      strict=True))
-    assert not any((u, d, i) in clicked for u, d, i in zip(raw_user[neg], day[neg], raw_item[neg], strict=True))
+    clicked = set(
+        zip(clicks["user_id"], P.day_index(clicks["timestamp"].to_numpy(), 8), clicks["item_id"], strict=True)
+    )
+    assert not any(
+        (u, d, i) in clicked for u, d, i in zip(raw_user[neg], day[neg], raw_item[neg], strict=True)
+    )
     first_day = frame.groupby("item_id")["timestamp"].min()
     assert (P.day_index(first_day.loc[raw_item[neg]].to_numpy(), 8) <= day[neg]).all()  # never a later item
     # every negative shares time and history with a positive of the same user
-    positive_keys = set(zip(train["user"][~neg], train["timestamp"][~neg], map(bytes, train["hist_items"][~neg]),
-                            strict=True))
-    assert all(k in positive_keys for k in zip(train["user"][neg], train["timestamp"][neg],
-                                               map(bytes, train["hist_items"][neg]), strict=True))
+    positive_keys = set(
+        zip(train["user"][~neg], train["timestamp"][~neg], map(bytes, train["hist_items"][~neg]), strict=True)
+    )
+    assert all(
+        k in positive_keys
+        for k in zip(
+            train["user"][neg], train["timestamp"][neg], map(bytes, train["hist_items"][neg]), strict=True
+        )
+    )
     in_history = (train["hist_cats"] == train["category"][:, None]).any(axis=1)
     click_counts = clicks["item_id"].value_counts()
     top_items = set(click_counts.index[: len(click_counts) // 100])
@@ -152,8 +175,11 @@ def test_no_future_information(tmp_path, default_file, default_events, scheme):
     base = prepare(default_file, config)
     last_day_start = T0 + 8 * DAY
     users = default_events["user_id"].unique()[:50]
-    future = [(int(u), 9_000_000 + i, 777_777, b, last_day_start + 3600 + i)
-              for i, u in enumerate(users) for b in ("pv", "pv", "buy")]
+    future = [
+        (int(u), 9_000_000 + i, 777_777, b, last_day_start + 3600 + i)
+        for i, u in enumerate(users)
+        for b in ("pv", "pv", "buy")
+    ]
     future += [(99_999_999, 10, 10, "pv", last_day_start + 7200)]  # a user seen only on the last day
     changed = prepare(_append_rows(default_file, tmp_path / "more.csv", future), config)
     for k in base.train:
@@ -186,17 +212,24 @@ def test_histories_match_a_plain_pandas_oracle(default_file, default_events):
             n = int(split["hist_len"][i])
             assert n == len(past)
             np.testing.assert_array_equal(split["hist_items"][i, :n], expected)
-            np.testing.assert_array_equal(split["hist_cats"][i, :n],
-                                          P.IdMaps.lookup(maps.categories, past["category_id"].to_numpy()))
+            np.testing.assert_array_equal(
+                split["hist_cats"][i, :n], P.IdMaps.lookup(maps.categories, past["category_id"].to_numpy())
+            )
 
 
 def test_id_maps_fitted_on_training_split(default_file):
     data = prepare(default_file, PipelineConfig())
     train = data.train
-    for key, size in (("user", data.meta.num_users), ("item", data.meta.num_items),
-                      ("category", data.meta.num_categories)):
-        used = np.unique(np.concatenate([train[key]] + ([train[f"hist_{key}s"].ravel()] if key != "user" else []))
-                         if key != "category" else np.concatenate([train["category"], train["hist_cats"].ravel()]))
+    for key, size in (
+        ("user", data.meta.num_users),
+        ("item", data.meta.num_items),
+        ("category", data.meta.num_categories),
+    ):
+        used = np.unique(
+            np.concatenate([train[key]] + ([train[f"hist_{key}s"].ravel()] if key != "user" else []))
+            if key != "category"
+            else np.concatenate([train["category"], train["hist_cats"].ravel()])
+        )
         used = used[used != 0]
         np.testing.assert_array_equal(used, np.arange(1, size))  # contiguous, all used, 0 is padding
     assert (data.valid["item"] == 0).any() and (data.valid["item"] < data.meta.num_items).all()
@@ -220,8 +253,15 @@ def test_stats_per_step_saved_as_json(tmp_path, default_file):
     for step in ("read", "clicks", "samples", "nonempty_history", "category_filter", "train", "valid"):
         assert step in data.stats
     s = data.stats["train"]
-    assert {"samples", "users", "items", "categories", "positive_rate", "history_length",
-            "target_category_in_history"} <= set(s)
+    assert {
+        "samples",
+        "users",
+        "items",
+        "categories",
+        "positive_rate",
+        "history_length",
+        "target_category_in_history",
+    } <= set(s)
     assert s["history_length"]["max"] <= 50 and 0 < s["history_length"]["p50"] <= 50
     assert data.stats["read"]["behaviors"]["pv"] == data.stats["clicks"]["samples"]
     data.save_stats(tmp_path / "stats.json")
@@ -240,7 +280,9 @@ def test_config_validation_and_record():
     with pytest.raises(ValueError, match="max_len"):
         PipelineConfig(max_len=0)
     record = PipelineConfig().to_dict()
-    assert record["negative_scheme"] == "uniform" and record["max_len"] == 50 and record["positive_rate"] == 0.4
+    assert (
+        record["negative_scheme"] == "uniform" and record["max_len"] == 50 and record["positive_rate"] == 0.4
+    )
     assert json.loads(json.dumps(record)) == record
     assert PipelineConfig().negatives_per_positive == pytest.approx(1.5)
 

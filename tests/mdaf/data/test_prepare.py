@@ -15,7 +15,15 @@ def _rows(n_users=30, extra_item=0):
     for u in range(1, n_users + 1):
         for d in range(3):
             for k in range(4):
-                rows.append((u, 100 + (u * 7 + d * 3 + k) % 40 + extra_item, 1 + k % 3, "pv", T0 + d * DAY + 60 * k + u))
+                rows.append(
+                    (
+                        u,
+                        100 + (u * 7 + d * 3 + k) % 40 + extra_item,
+                        1 + k % 3,
+                        "pv",
+                        T0 + d * DAY + 60 * k + u,
+                    )
+                )
     return rows
 
 
@@ -44,8 +52,12 @@ def test_changed_parameter_or_file_never_loads_a_stale_cache(tmp_path):
     path = write_rows(tmp_path / "ub.csv", _rows())
     cache = tmp_path / "cache"
     base = prepare(path, PipelineConfig(), cache_dir=cache)
-    for changed in (PipelineConfig(seed=1), PipelineConfig(max_len=7), PipelineConfig(negative_scheme="popularity"),
-                    PipelineConfig(category_filter=True)):
+    for changed in (
+        PipelineConfig(seed=1),
+        PipelineConfig(max_len=7),
+        PipelineConfig(negative_scheme="popularity"),
+        PipelineConfig(category_filter=True),
+    ):
         other = prepare(path, changed, cache_dir=cache)
         assert not other.from_cache and other.cache_path != base.cache_path
         assert other.config == changed

@@ -9,8 +9,13 @@ import pytest
 from mdaf.data import BEHAVIORS, MalformedLineError, read_behaviors
 from tests.mdaf.data.conftest import DAY, T0, write_rows
 
-GOOD = [(1, 10, 100, "pv", T0 + 5), (1, 11, 100, "buy", T0 + 9), (3, 16, 200, "cart", T0 + DAY),
-        (3, 18, 200, "fav", T0 + 2 * DAY), (7, 2**31 - 1, 5, "pv", T0 + 8 * DAY + 86_399)]
+GOOD = [
+    (1, 10, 100, "pv", T0 + 5),
+    (1, 11, 100, "buy", T0 + 9),
+    (3, 16, 200, "cart", T0 + DAY),
+    (3, 18, 200, "fav", T0 + 2 * DAY),
+    (7, 2**31 - 1, 5, "pv", T0 + 8 * DAY + 86_399),
+]
 BAD = {  # line -> kind
     "": "column_count",
     "2,13,100,pv,1511544070,9": "column_count",
@@ -132,7 +137,9 @@ def test_window_none_keeps_every_timestamp(tmp_path):
 
 
 def test_keep_users_filters_while_streaming(tmp_path):
-    frame, report = read_behaviors(write_rows(tmp_path / "ub.csv", GOOD), keep_users=lambda u: u != 3, chunk_rows=1)
+    frame, report = read_behaviors(
+        write_rows(tmp_path / "ub.csv", GOOD), keep_users=lambda u: u != 3, chunk_rows=1
+    )
     assert set(frame["user_id"]) == {1, 7} and report.valid_rows == len(frame)
 
 

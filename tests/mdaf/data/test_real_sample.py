@@ -1,4 +1,4 @@
-"""The real Taobao sample in ../shared/data (skipped when absent): reader counts and why the scheme matters."""
+"""The real Taobao sample in ../shared/data (skipped when absent): reader counts, why the scheme matters."""
 
 import numpy as np
 import pytest
@@ -18,7 +18,13 @@ def test_reader_on_the_real_head(real_sample):
     frame, report = read_behaviors(real_sample)
     # SOURCE.md: 84,476 lines, the last cut off; 35 rows outside the window
     assert report.lines == 84_476
-    assert report.bad == {"column_count": 0, "bad_id": 0, "bad_behavior": 0, "bad_timestamp": 0, "truncated_line": 1}
+    assert report.bad == {
+        "column_count": 0,
+        "bad_id": 0,
+        "bad_behavior": 0,
+        "bad_timestamp": 0,
+        "truncated_line": 1,
+    }
     assert report.out_of_window == 35 and report.valid_rows == len(frame) == 84_476 - 1 - 35
     assert frame["user_id"].nunique() == 815
     with pytest.raises(ValueError, match=":84476: truncated_line"):
@@ -27,8 +33,12 @@ def test_reader_on_the_real_head(real_sample):
 
 @pytest.fixture(scope="module")
 def runs(real_sample):
-    return {(scheme, filtered): prepare(real_sample, PipelineConfig(negative_scheme=scheme, category_filter=filtered))
-            for scheme, filtered in (("uniform", False), ("uniform", True), ("history-category", True))}
+    return {
+        (scheme, filtered): prepare(
+            real_sample, PipelineConfig(negative_scheme=scheme, category_filter=filtered)
+        )
+        for scheme, filtered in (("uniform", False), ("uniform", True), ("history-category", True))
+    }
 
 
 def test_uniform_negatives_make_the_category_rule_strong(runs):
@@ -46,4 +56,6 @@ def test_history_category_negatives_neutralise_it(runs):
     before, after = data.stats["nonempty_history"], data.stats["category_filter"]
     assert after["samples"] > 0.8 * before["samples"]  # measured 0.89: the filter keeps most samples
     assert 0.28 < after["positive_rate"] < before["positive_rate"]  # measured 0.33: it barely moves (down)
-    assert 0.4 < auc(_category_share(data.valid), data.valid["label"]) < 0.56  # measured 0.48: no better than chance
+    assert (
+        0.4 < auc(_category_share(data.valid), data.valid["label"]) < 0.56
+    )  # measured 0.48: no better than chance

@@ -46,7 +46,9 @@ def test_official_format_and_order(default_file, default_frame):
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     block_users = users[starts]
     assert len(block_users) == len(set(block_users)) == DEFAULT_SIZE["users"]  # one block per user
-    assert list(block_users.astype(str)) == sorted(block_users.astype(str))  # string order, like the real file
+    assert list(block_users.astype(str)) == sorted(
+        block_users.astype(str)
+    )  # string order, like the real file
     ts = frame["timestamp"].to_numpy()
     same_user = users[1:] == users[:-1]
     assert (ts[1:][same_user] >= ts[:-1][same_user]).all()  # time-sorted per user
@@ -64,7 +66,9 @@ def test_realistic_statistics(default_frame):
     days = day_index(ts[inside], 8)
     assert days.max() - days.min() == 8 and len(np.unique(days)) == 9
     per_day = np.bincount(days - days.min())
-    assert per_day.min() > 0.6 * per_day.mean() and per_day[-2:].mean() > per_day[:-2].mean()  # busier at the end
+    assert (
+        per_day.min() > 0.6 * per_day.mean() and per_day[-2:].mean() > per_day[:-2].mean()
+    )  # busier at the end
     # items nested in categories: one category per item
     assert frame.groupby("item_id")["category_id"].nunique().max() == 1
     # Zipf popularity: the top 1% of items take a large share of clicks
@@ -74,7 +78,9 @@ def test_realistic_statistics(default_frame):
     assert per_user.min() >= 4 and 0.55 < per_user.median() / per_user.mean() < 0.9
     # a non-pv event is about an item the user viewed before (out-of-window times aside)
     in_window = frame[inside]
-    first_pv = in_window[in_window["behavior_type"] == "pv"].groupby(["user_id", "item_id"])["timestamp"].min()
+    first_pv = (
+        in_window[in_window["behavior_type"] == "pv"].groupby(["user_id", "item_id"])["timestamp"].min()
+    )
     other = in_window[in_window["behavior_type"] != "pv"]
     seen = first_pv.reindex(list(zip(other["user_id"], other["item_id"], strict=True))).to_numpy()
     assert (seen <= other["timestamp"].to_numpy()).mean() > 0.998

@@ -10,6 +10,7 @@ def test_prior_when_nothing_is_known():
     cfb = ClickFeedbackModel(prior_alpha=2.0, prior_beta=18.0, min_impressions=10)
     est = cfb.estimate(context=3, ads=[1, 2])
     np.testing.assert_allclose(est.ctr, [0.1, 0.1])
+    assert cfb.prior_mean == 0.1
     np.testing.assert_array_equal(est.level, [LEVEL_PRIOR, LEVEL_PRIOR])
     np.testing.assert_array_equal(est.confidence, [0.0, 0.0])
 
@@ -24,7 +25,8 @@ def test_fallback_pair_then_ad_then_context():
     # ad 7 in context 1: 3 impressions < 10 -> its ad level: 43 impressions, 9 clicks.
     # ad 8 in context 1: 20 impressions -> pair level. ad 5: unknown -> context 1 level: 23 / 3.
     np.testing.assert_array_equal(est.level, [LEVEL_AD, LEVEL_PAIR, LEVEL_CONTEXT])
-    np.testing.assert_allclose(est.ctr, [(9 + a) / (43 + a + b), (2 + a) / (20 + a + b), (3 + a) / (23 + a + b)])
+    np.testing.assert_allclose(est.ctr, [(9 + a) / (43 + a + b), (2 + a) / (20 + a + b),
+                                         (3 + a) / (23 + a + b)])
     np.testing.assert_allclose(est.confidence, [43 / 53, 20 / 30, 23 / 33])
     np.testing.assert_array_equal(est.impressions, [3, 20, 0])
     np.testing.assert_array_equal(est.clicks, [1, 2, 0])

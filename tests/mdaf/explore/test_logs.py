@@ -29,7 +29,8 @@ def test_bad_logs_are_rejected():
     df = InteractionLog().to_dataframe()
     with pytest.raises(ValueError, match="lacks columns \\['propensity'\\]"):
         InteractionLog.from_dataframe(df.drop(columns=["propensity"]))
-    good = pd.DataFrame({"context": [1], "action": [2], "reward": [1.0], "propensity": [0.3], "timestamp": [5]})
+    good = pd.DataFrame({"context": [1], "action": [2], "reward": [1.0], "propensity": [0.3],
+                         "timestamp": [5]})
     with pytest.raises(ValueError, match="propensity"):
         InteractionLog.from_dataframe(good.assign(propensity=[0.0]))
     with pytest.raises(ValueError, match="integers"):

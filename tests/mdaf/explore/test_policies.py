@@ -39,7 +39,8 @@ def test_eg_update_matches_hand_computed_steps():
     # [0.1 * 0.01 * 3, 0.1 * 0.51 * 3, 0.1 * 0.01 * 3] = [0.003, 0.153, 0.003].
     policy.update_weights(1, 0.5)
     np.testing.assert_allclose(policy.log_weights, [0.003, 0.153, 0.003], rtol=1e-12)
-    np.testing.assert_allclose(policy.weights, [math.exp(0.003), math.exp(0.153), math.exp(0.003)], rtol=1e-12)
+    np.testing.assert_allclose(policy.weights, [math.exp(0.003), math.exp(0.153), math.exp(0.003)],
+                               rtol=1e-12)
     # p = 0.7 * w / (2 e^0.003 + e^0.153) + 0.1
     p1 = [0.321390479785551, 0.357219040428897, 0.321390479785551]
     np.testing.assert_allclose(policy.probabilities, p1, rtol=1e-12)
@@ -120,8 +121,9 @@ def test_logged_propensities_match_empirical_frequencies(make_policy, n_slots, n
 
 
 def test_confidence_exploration_favours_ads_with_few_impressions():
-    candidates = Candidates(ads=np.arange(5), scores=np.full(5, 0.05), impressions=np.array([0, 5, 50, 500, 5000.]),
-                            clicks=np.zeros(5), graduated=np.zeros(5, bool))
+    candidates = Candidates(ads=np.arange(5), scores=np.full(5, 0.05),
+                            impressions=np.array([0, 5, 50, 500, 5000.0]), clicks=np.zeros(5),
+                            graduated=np.zeros(5, bool))
     probs = EpsilonGreedyPolicy(1.0, exploration="confidence", confidence_bonus=1.0).inclusion_probabilities(
         candidates, 1)
     assert np.all(np.diff(probs) < 0)
@@ -231,7 +233,8 @@ def test_other_bad_input_is_rejected():
     with pytest.raises(ValueError, match="shape"):
         Candidates(ads=[1, 2], scores=[0.1], impressions=[0, 0], clicks=[0, 0], graduated=[False, False])
     with pytest.raises(ValueError, match="non-negative"):
-        Candidates(ads=[1, 2], scores=[0.1, 0.2], impressions=[-1, 0], clicks=[0, 0], graduated=[False, False])
+        Candidates(ads=[1, 2], scores=[0.1, 0.2], impressions=[-1, 0], clicks=[0, 0],
+                   graduated=[False, False])
     policy = EGEpsilonGreedyPolicy()
     slate = policy.select(candidates, 3, rng)
     with pytest.raises(ValueError, match="one value per shown ad"):

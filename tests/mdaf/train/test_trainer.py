@@ -14,7 +14,9 @@ VALID = tiny_split(400, seed=2)
 
 
 def config(**changes):
-    base = dict(epochs=3, batch_size=128, eval_batch_size=256, lr=3e-2, progress=False, train_eval_samples=300)
+    base = dict(
+        epochs=3, batch_size=128, eval_batch_size=256, lr=3e-2, progress=False, train_eval_samples=300
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -71,7 +73,11 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, stop_at):
     # a different initialisation seed: everything must come from the checkpoint
     trainer, resumed = fit(cfg, out_dir=tmp_path / "cut", seed=123, resume=tmp_path / "cut" / "last.pt")
     keys = ("epoch", "train_loss", "train_auc", "val_auc", "val_logloss", "best")
-    assert [{k: r[k] for k in keys} for r in resumed.history] == [{k: r[k] for k in keys} for r in full.history]
+
+    def table(history):
+        return [{k: r[k] for k in keys} for r in history]
+
+    assert table(resumed.history) == table(full.history)
     np.testing.assert_array_equal(resumed.evaluation.probs, full.evaluation.probs)
 
 
