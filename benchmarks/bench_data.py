@@ -8,8 +8,8 @@ issue asks for is at 10 M rows:
     python benchmarks/bench_data.py --rows 10000000          # the same, printed as JSON lines
 
 ``extra_info`` records rows, the phase's own seconds (without interpreter start-up), rows per
-second and the child's peak RSS. ``prepare`` writes its arrays to a fresh cache directory (the
-way a file larger than RAM is prepared); ``prepare_cached`` loads an existing entry.
+second and the child's peak RSS. ``prepare`` writes its arrays into an empty cache directory (the
+way a file larger than RAM is prepared); ``prepare_cached`` loads that entry.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,14 +60,10 @@ def run_phase(phase: str, path: Path, cache_dir: Path) -> dict:
         rows = report.lines
         del frame
     else:
-        # "prepare" builds into a fresh cache (arrays written to disk, as for the full file), then drops it
-        target = cache_dir if phase == "prepare_cached" else Path(tempfile.mkdtemp(dir=cache_dir.parent))
-        data = prepare(path, PipelineConfig(), cache_dir=target)
+        data = prepare(path, PipelineConfig(), cache_dir=cache_dir)  # "prepare" gets an empty cache_dir
         rows = data.extra.get("read_report", {}).get("lines") or data.stats["read"]["rows"]
         samples = data.stats["train"]["samples"] + data.stats["valid"]["samples"]
         from_cache = data.from_cache
-        if phase == "prepare":
-            shutil.rmtree(target)
     seconds = time.perf_counter() - start
     out = {
         "phase": phase,
@@ -101,16 +96,18 @@ def generated(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench_data")
     path = generate_synthetic(root / "userbehavior.csv", **synthetic_size(ROWS))
     cache_dir = root / "cache"
-    run_phase_in_child("prepare_cached", path, cache_dir)  # fill the cache for the cached phase
+    run_phase_in_child("prepare", path, cache_dir)  # fill the cache for the cached phase
     return path, cache_dir
 
 
 @pytest.mark.parametrize("phase", PHASES)
-def test_data_pipeline_throughput(benchmark, generated, phase):
+def test_data_pipeline_throughput(benchmark, generated, phase, tmp_path):
     import torch  # here, not at the top: the phase processes run this file and must stay lean
     from conftest import run_benchmark  # benchmarks/ is on sys.path under pytest
 
     path, cache_dir = generated
+    if phase == "prepare":
+        cache_dir = tmp_path / "fresh_cache"  # build, never load
     results = []
     run_benchmark(
         benchmark,
@@ -146,8 +143,7 @@ def main() -> None:
             ),
             flush=True,
         )
-        run_phase_in_child("prepare_cached", path, Path(tmp) / "cache")  # fill the cache
-        for phase in PHASES:
+        for phase in PHASES:  # "prepare" fills the cache that "prepare_cached" then loads
             print(json.dumps(run_phase_in_child(phase, path, Path(tmp) / "cache")), flush=True)
 
 

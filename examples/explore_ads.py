@@ -6,7 +6,7 @@ serve the same seeded stream of page views (``mdaf.explore.simulator``). Prints 
 and the comparison table, and saves the table (CSV), the configuration (JSON) and a PNG of
 cumulative clicks per policy under ``--out``.
 
-    python examples/explore_ads.py [--seed 0] [--rounds 20000] [--out runs/explore]
+    python examples/explore_ads.py [--seed 0] [--rounds 15000] [--out runs/explore]
 """
 
 from __future__ import annotations

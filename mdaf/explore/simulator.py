@@ -45,11 +45,11 @@ class SimulationConfig:
     """Market and serving settings (printed and saved with every comparison)."""
 
     seed: int = 0
-    n_rounds: int = 20_000
+    n_rounds: int = 15_000
     n_pages: int = 8
     n_initial_ads: int = 40
-    arrival_rate: float = 0.004
-    mean_lifetime: float = 12_000.0
+    arrival_rate: float = 0.0055
+    mean_lifetime: float = 9_000.0
     page_coverage: float = 0.5
     ctr_alpha: float = 2.0
     ctr_beta: float = 40.0

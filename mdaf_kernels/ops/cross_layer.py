@@ -11,9 +11,10 @@ Forward: one program per block of ``BLOCK_B`` rows computes the GEMM (``tl.dot``
 a K-loop over weight tiles that stream from L2) and the whole epilogue (bias, ReLU, the DCNv3
 LayerNorm mask and concatenation, gate product, residual) in registers. The stack kernel loops over
 the layers inside the program: each layer's output block is written once (it is the next layer's
-input and is saved for the backward) and re-read by the same program from L1/L2, so the
-intermediates never make a round trip through another launch. Widths that are not a power of two
-are padded to the next power of two with masks (192 -> 256; DCNv3's half width 96 -> 128).
+input and is saved for the backward) and, after a CTA barrier, re-read by the same program from L2
+(``.cg`` loads), so the intermediates never make a round trip through another launch. Widths that
+are not a power of two are padded to the next power of two with masks (192 -> 256; DCNv3's half
+width 96 -> 128).
 
 Backward, per layer from the last to the first (2 launches per layer): a row kernel recomputes the
 pre-activation from the saved layer input, computes ``dc`` (the gradient of the GEMM output, fp32,
@@ -64,21 +65,23 @@ BLOCK_B_IEEE = 16
 BLOCK_K_IEEE = 16
 ROW_STAGES = 3
 ROW_STAGES_IEEE = 1
-# Backward GEMMs (dx += dc @ W, dW = dc.T @ x): 64 x 64 output tiles (32 x 64 for exact fp32, whose
-# IEEE dot needs more registers), K-loop of 32.
+# The backward's dW = dc.T @ x GEMM: 64 x 64 output tiles (32 x 64 for exact fp32, whose IEEE dot
+# needs more registers), K-loop of 32.
 GEMM_BLOCK_M = 64
 GEMM_BLOCK_N = 64
 GEMM_BLOCK_K = 32
 # dW reduces over the batch: each split-K program covers this many rows, writing an fp32 partial.
 DW_ROWS_PER_SPLIT = 512
 DW_ROWS_PER_SPLIT_INTERPRETER = 32  # so that the tests exercise several splits
+# Whole rows live in registers. Spill-free on sm_80/sm_90 up to width 512 (mdaf) and 256 (dcnv3);
+# wider rows, up to this bound, stay correct but spill registers (slower).
 MAX_WIDTH = 1024
 # float64 is accepted for checks and gradcheck; the Triton kernels compute it in fp32 like the rest.
 DTYPES = (*FLOAT_DTYPES, torch.float64)
 
 
 def _row_warps(block_n: int) -> int:
-    return 8 if block_n >= 128 else 4
+    return 16 if block_n >= 1024 else 8 if block_n >= 128 else 4
 
 
 def _row_stages(allow_tf32: bool) -> int:
@@ -340,20 +343,23 @@ def _precision(allow_tf32: bool) -> str:
     return "tf32" if allow_tf32 else "ieee"
 
 
-def _block_b(backward: bool, allow_tf32: bool, interpreter: bool) -> int:
+def _block_b(row_cols: int, backward: bool, allow_tf32: bool, interpreter: bool) -> int:
+    """Rows per program; ``row_cols`` = padded columns held per row (both halves for DCNv3)."""
     if interpreter:
         return BLOCK_B_INTERPRETER
-    if not allow_tf32:
-        return BLOCK_B_IEEE
-    return BLOCK_B_BWD if backward else BLOCK_B_FWD
+    rows = BLOCK_B_IEEE if not allow_tf32 else BLOCK_B_BWD if backward else BLOCK_B_FWD
+    # Wider rows, fewer of them: at most 8192 fp32 elements per row block (tl.dot needs >= 16 rows).
+    return max(16, min(rows, 8192 // row_cols))
 
 
 def _row_constexprs(kind: str, formula: str, n_feat: int, has_bias: bool, allow_tf32: bool,
                     backward: bool, interpreter: bool | None = None) -> dict:
     """Constexprs of the row kernels; ``interpreter=False`` gives the GPU configuration anywhere."""
     interpreter = backend.interpreter_active() if interpreter is None else interpreter
+    block_n = max(16, triton.next_power_of_2(n_feat))
+    row_cols = 2 * block_n if formula == "dcnv3" else block_n
     return dict(
-        BLOCK_B=_block_b(backward, allow_tf32, interpreter), BLOCK_N=max(16, triton.next_power_of_2(n_feat)),
+        BLOCK_B=_block_b(row_cols, backward, allow_tf32, interpreter), BLOCK_N=block_n,
         BLOCK_K=BLOCK_K if allow_tf32 else BLOCK_K_IEEE,
         IS_DCNV3=formula == "dcnv3", IS_ECN=kind == "ecn", GATE_X0=gates_with_x0(kind, formula),
         HAS_BIAS=has_bias, INPUT_PRECISION=_precision(allow_tf32),

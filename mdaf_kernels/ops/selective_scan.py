@@ -94,14 +94,28 @@ def _selective_scan_fwd_kernel(
     i_g = (i_d * BLOCK_D) // heads
 
     # Padded states get A = 0 and B = 0, so they stay 0 and add nothing to C . h.
-    b_A = tl.load(A_ptr + o_d[:, None] * dstate + o_n[None, :], mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634  # noqa: E501
+    o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
+    # Scaled by log2(e) once, so that each step's decay is one exp2.
+    b_A = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634
     if HAS_D:
         b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
 
-    p_row = i_b64 * dim * seqlen + o_d.to(tl.int64) * seqlen  # [BD] offset of (b, d, 0)
-    p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen + o_n * seqlen  # [BN] offset of (b, g, n, 0)
+    # 64-bit batch offsets in the scalar base pointers, 32-bit offsets inside one batch element.
+    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z and out
+    u_ptr += p_bdl
+    delta_ptr += p_bdl
+    out_ptr += p_bdl
+    if HAS_Z:
+        z_ptr += p_bdl
+    p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in B and C
+    B_ptr += p_bc
+    C_ptr += p_bc
+    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
+    last_state_ptr += i_b64 * dim * dstate
+    p_row = o_d * seqlen  # [BD] offset of (d, 0)
+    p_n = o_n * seqlen  # [BN] offset of (n, 0)
     b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
     for t in range(0, seqlen):
         b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
@@ -110,8 +124,8 @@ def _selective_scan_fwd_kernel(
             b_dt += b_bias
         if DELTA_SOFTPLUS:
             b_dt = _softplus(b_dt)
-        b_B = tl.load(B_ptr + p_bc + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-        b_C = tl.load(C_ptr + p_bc + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+        b_B = tl.load(B_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+        b_C = tl.load(C_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
         b_h = tl.exp2(b_dt[:, None] * b_A) * b_h + (b_dt * b_u)[:, None] * b_B[None, :]
         b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
         if HAS_D:
@@ -121,13 +135,11 @@ def _selective_scan_fwd_kernel(
             b_y *= b_z * tl.sigmoid(b_z)
         tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
         # Checkpoint k holds the state entering chunk k + 1, for the backward's recomputation.
-        if ((t + 1) % CHUNK_T == 0) & (t + 1 < seqlen):
-            i_k = (t + 1) // CHUNK_T - 1
-            p_ck = ckpt_ptr + ((i_b64 * n_ckpt + i_k) * dim + o_d[:, None]) * dstate + o_n[None, :]
-            tl.store(p_ck, b_h, mask=m_dn)
+        i_k = (t + 1) // CHUNK_T - 1
+        if ((t + 1) % CHUNK_T == 0) & (i_k < n_ckpt):
+            tl.store(ckpt_ptr + i_k * dim * dstate + o_dn, b_h, mask=m_dn)
     if STORE_LAST_STATE:
-        p_last = last_state_ptr + (i_b64 * dim + o_d[:, None]) * dstate + o_n[None, :]
-        tl.store(p_last, b_h, mask=m_dn)
+        tl.store(last_state_ptr + o_dn, b_h, mask=m_dn)
 
 
 @triton.jit
@@ -176,13 +188,18 @@ def _selective_scan_bwd_kernel(
     C_ptr += p_bc
     dB_part_ptr += p_part
     dC_part_ptr += p_part
+    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
+    dlast_ptr += i_b64 * dim * dstate
+    dA_part_ptr += i_b64 * dim * dstate
+    dD_part_ptr += i_b64 * dim
+    dbias_part_ptr += i_b64 * dim
+    o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
 
     # carry[:, n] = exp(delta_{t+1} A) dh_{t+1} at the first step t+1 of the chunk processed last;
     # it enters the adjoint at the last step of the current chunk. At the end of the sequence it is
     # the gradient of the last state.
     if HAS_DLAST:
-        b_carry = tl.load(dlast_ptr + (i_b64 * dim + o_d[:, None]) * dstate + o_n[None, :], mask=m_dn,
-                          other=0.0).to(tl.float32)  # [BD, BN]
+        b_carry = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)  # [BD, BN]
     else:
         b_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
@@ -228,7 +245,7 @@ def _selective_scan_bwd_kernel(
             b_a = tl.exp2(b_dt * b_A2)  # [BD, BT] decay of step t
             b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
             # State entering the chunk: the forward's checkpoint (zero for the first chunk).
-            b_h0 = tl.load(ckpt_ptr + ((i_b64 * n_ckpt + i_c - 1) * dim + o_d) * dstate + n,
+            b_h0 = tl.load(ckpt_ptr + ((i_c - 1) * dim + o_d) * dstate + n,
                            mask=m_d & (o_d * 0 + i_c > 0), other=0.0)  # [BD]
             b_x0 = b_x + tl.where(o_c[None, :] == 0, b_a * b_h0[:, None], 0.0)
             _, b_h = tl.associative_scan((b_a, b_x0), axis=1, combine_fn=_first_order_combine)  # [BD, BT]
@@ -274,11 +291,11 @@ def _selective_scan_bwd_kernel(
         b_dbias += tl.sum(b_ddt, axis=1)
         tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
 
-    tl.store(dA_part_ptr + (i_b64 * dim + o_d[:, None]) * dstate + o_n[None, :], b_dA, mask=m_dn)
+    tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
     if HAS_D:
-        tl.store(dD_part_ptr + i_b64 * dim + o_d, b_dD, mask=m_d)
+        tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
     if HAS_DELTA_BIAS:
-        tl.store(dbias_part_ptr + i_b64 * dim + o_d, b_dbias, mask=m_d)
+        tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
 
 
 def _block_d(cap: int, dim: int, groups: int) -> int:
@@ -302,9 +319,9 @@ def _dummy(t: torch.Tensor) -> torch.Tensor:
     return t.new_empty(0)
 
 
-def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, store_checkpoints):
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
-    n_ckpt = num_checkpoints(seqlen)
+    n_ckpt = num_checkpoints(seqlen) if store_checkpoints else 0
     out = torch.empty_like(u)
     last_state = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=torch.float32)
     ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=torch.float32)
@@ -368,24 +385,29 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
 def selective_scan_fwd(
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
-    delta_softplus: bool, return_last_state: bool,
+    delta_softplus: bool, return_last_state: bool, store_checkpoints: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(out, last_state or an empty tensor, checkpoints (batch, n_ckpt, dim, N) for the backward)."""
+    """(out, last_state or an empty tensor, checkpoints (batch, n_ckpt, dim, N) for the backward).
+
+    ``store_checkpoints`` False (no gradient will be asked for) skips the checkpoints: n_ckpt = 0.
+    """
     if backend.select(u.device, "selective_scan_fn") == "triton":
         _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
-        return _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    out, last_state, ckpt = selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                           store_checkpoints)
+    out, last_state, ckpt = selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                                       store_checkpoints)
     if not return_last_state:
         last_state = last_state.new_empty(0)
     return out, last_state, ckpt
 
 
 @selective_scan_fwd.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, store_checkpoints):
     batch, dim, seqlen, dstate, _ = _layout(u, A, B)
     sdt = _state_dtype(u.dtype)
     last = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=sdt)
-    ckpt = u.new_empty((batch, num_checkpoints(seqlen), dim, dstate), dtype=sdt)
+    ckpt = u.new_empty((batch, num_checkpoints(seqlen) if store_checkpoints else 0, dim, dstate), dtype=sdt)
     return torch.empty_like(u), last, ckpt
 
 
@@ -420,7 +442,10 @@ def _(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state = inputs
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, store_checkpoints = inputs
+    if not store_checkpoints and num_checkpoints(u.shape[2]) > 0:
+        raise RuntimeError("selective_scan_fwd: a gradient was required of a call made with "
+                           "store_checkpoints=False")
     ctx.delta_softplus = delta_softplus
     ctx.return_last_state = return_last_state
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[2])
@@ -434,7 +459,7 @@ def _backward(ctx, dout, dlast_state, _dckpt):
     du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = selective_scan_bwd(
         dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, ctx.delta_softplus)
     return (du, ddelta, dA, dB, dC, dD if D is not None else None, dz if z is not None else None,
-            ddelta_bias if delta_bias is not None else None, None, None)
+            ddelta_bias if delta_bias is not None else None, None, None, None)
 
 
 selective_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -512,6 +537,8 @@ def selective_scan_fn(
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
         None if delta_bias is None else delta_bias.contiguous(),
         bool(delta_softplus), bool(return_last_state),
+        torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                        for t in (u, delta, A, B, C, D, z, delta_bias)),
     )
     return (out, last_state) if return_last_state else out
 

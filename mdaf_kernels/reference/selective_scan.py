@@ -140,19 +140,21 @@ class _Layout:
 
 
 @torch.no_grad()
-def selective_scan_chunked_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+def selective_scan_chunked_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                               store_checkpoints=True):
     """Forward keeping only the running state.
 
     Returns ``(out, last_state, checkpoints)``: ``out`` (batch, dim, L) in ``u``'s dtype,
     ``last_state`` (batch, dim, N) and ``checkpoints`` (batch, num_checkpoints(L), dim, N) in the
-    compute dtype; checkpoint ``k`` is the state after step ``(k + 1) * CHUNK - 1``.
+    compute dtype; checkpoint ``k`` is the state after step ``(k + 1) * CHUNK - 1`` (none when
+    ``store_checkpoints`` is False).
     """
     lay = _Layout(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     h = lay.u.new_zeros(lay.batch, lay.groups, lay.heads, lay.n_state)
     y = lay.u.new_empty(lay.length, lay.batch, lay.groups, lay.heads)
     checkpoints = []
     for t in range(lay.length):
-        if t > 0 and t % CHUNK == 0:
+        if store_checkpoints and t > 0 and t % CHUNK == 0:
             checkpoints.append(h)
         h = lay.step(h, t)
         y[t] = lay.readout(h, t)

@@ -151,6 +151,20 @@ def test_gpu_row_blocks(monkeypatch, device, seeded):
     _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
 
 
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_wide_rows(formula, device, seeded):
+    """Width 300 (padded to 512; DCNv3's halves to 256): fewer rows per program on GPUs."""
+    width = 300
+    x = torch.randn(20, width, device=device, requires_grad=True)
+    params = _params(width, formula, 2, torch.float32, device)
+    out = cross_stack(x, **params, kind="ecn", formula=formula, allow_tf32=False)
+    dy = torch.randn_like(out)
+    grads = _grads(out, dy, {"x": x, **params})
+    x64, p64 = _leaf64(x), {k: _leaf64(v) for k, v in params.items()}
+    ref = cross_stack_ref(x64, **p64, kind="ecn", formula=formula)
+    _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
+
+
 def test_empty_batch(device):
     x = torch.randn(0, 8, device=device, requires_grad=True)
     weight = torch.randn(2, 8, 8, device=device, requires_grad=True)

@@ -53,6 +53,9 @@ def test_plan_runs_tests_then_benchmarks_or_the_pytest_free_fallback():
     assert [s.name for s in steps] == ["tests", "benchmarks"]
     assert steps[0].argv[1:3] == ["-m", "pytest"] and steps[0].argv[-1] == "tests"
     assert "--benchmark-only" in steps[1].argv and steps[1].argv[-2:] == ["--bench-results", "replace"]
+    files = [a for a in steps[1].argv if a.startswith("benchmarks/")]
+    assert files[:2] == ["benchmarks/bench_models.py", "benchmarks/bench_activation_memory.py"]
+    assert sorted(files) == sorted(f"benchmarks/{p.name}" for p in (REPO / "benchmarks").glob("bench_*.py"))
     filtered = gpu_check.plan(gpu_check.parse_args(["--bench-k", "models"]), REPO, have_pytest=True, env={})
     assert filtered[1].argv[-2:] == ["-k", "models"]
     assert [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mdaf.data import PipelineConfig, prepare, read_behaviors
-from tests.mdaf.data.test_synthetic import auc
+from tests.mdaf.data.conftest import auc
 
 
 def _category_share(split):

@@ -2,22 +2,14 @@
 
 import numpy as np
 import pytest
-from scipy.stats import rankdata
 
 from mdaf.data import PipelineConfig, default_dataset, generate_synthetic, prepare, read_behaviors
 from mdaf.data.pipeline import day_index
 from mdaf.data.reader import OFFICIAL_WINDOW
 from mdaf.data.synthetic import DEFAULT_SIZE
+from tests.mdaf.data.conftest import auc
 
 SMALL = {"users": 60, "items": 800, "categories": 20}
-
-
-def auc(score, label):
-    """Tie-aware ROC AUC (the Mann-Whitney statistic on average ranks)."""
-    ranks = rankdata(score)
-    pos = label > 0.5
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def test_deterministic_for_a_seed(tmp_path):
