@@ -10,9 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import run_benchmark
-from model_cases import MODES, TIMED_VARIANTS, VARIANTS_BY_ID, prepare_case, skip_reason, variant_context
-
-from mdaf_kernels.tools.memory import PeakMemory
+from model_cases import MODES, TIMED_VARIANTS, VARIANTS_BY_ID, model_case, skip_reason
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -23,20 +21,15 @@ def test_model(benchmark, bench_device, variant_id, mode):
     if reason:
         pytest.skip(reason)
     benchmark.group = f"model-{mode}"
-    with variant_context(variant), PeakMemory(bench_device) as case_memory:
-        fn, batch, info = prepare_case(variant, mode, bench_device)
-        rounds = 5 if bench_device.type == "cuda" else 3
+    with model_case(variant, mode, bench_device) as (fn, batch, info):
         run_benchmark(
             benchmark,
             fn,
             device=bench_device,
             dtype=torch.float32,
-            rounds=rounds,
+            rounds=5,
             warmup_rounds=0,
             samples=batch,
             **info,
         )
-    if bench_device.type == "cpu":
-        # The process's resident set holds whatever earlier rows left; what this case added (model,
-        # optimizer state, inputs, activations) is the CPU analogue of CUDA's max allocated.
-        benchmark.extra_info["peak_rss_added_bytes"] = case_memory.added_bytes
+    benchmark.extra_info.update(info)  # the whole case's CPU memory, known once it is over

@@ -12,6 +12,8 @@ Configuration (the same for every model):
   parameter, gradient and AdamW-state memory to each;
 - random ids, right-padded histories with lengths uniform in [0, L] (shapes, hence work, do not
   depend on the lengths);
+- input value checks off (``validate_inputs = False``, the same for every model: the batches are valid
+  by construction, and the check's device-to-host synchronisation would break the compiled graph);
 - a training step is forward, binary cross-entropy, backward and an AdamW step (dropout on);
   inference is a forward pass under ``torch.inference_mode`` in eval mode.
 
@@ -179,7 +181,11 @@ def make_batch(meta: DatasetMeta, batch: int, device: torch.device, seed: int = 
 
 def build(variant: Variant, device: torch.device, meta: DatasetMeta = META) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(variant.model, meta).to(device)
+    model = build_model(variant.model, meta).to(device)
+    # The random batches are valid by construction; the per-call value check would add a
+    # device-to-host synchronisation to every timing and break the compiled graph in two.
+    model.validate_inputs = False
+    return model
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
@@ -259,23 +265,39 @@ def prepare_case(variant: Variant, mode: str, device: torch.device) -> tuple[Cal
     return fn, batch, {**info, **parameter_counts(model)}
 
 
-def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 5) -> dict:
-    """Time one case outside pytest: the results row bench_models.py would write."""
+@contextlib.contextmanager
+def model_case(
+    variant: Variant, mode: str, device: torch.device
+) -> Iterator[tuple[Callable[[], None], int, dict]]:
+    """``prepare_case`` inside the variant's context; yields (step, batch, extra_info).
+
+    On exit, on a CPU, ``extra_info["peak_rss_added_bytes"]`` gets what the whole case added to the
+    resident set (model, optimizer state, inputs, activations: the analogue of CUDA's max allocated,
+    since the process's resident set holds whatever earlier rows left), and compiled graphs, which
+    keep their model alive, are dropped so that later rows do not count their memory.
+    """
     with variant_context(variant), PeakMemory(device) as case_memory:
         fn, batch, info = prepare_case(variant, mode, device)
-        with PeakMemory(device) as memory:
-            times = bench_results.time_calls(fn, device, rounds=rounds)
+        yield fn, batch, info
+    if device.type == "cpu":
+        info["peak_rss_added_bytes"] = case_memory.added_bytes
+    if variant.variant == "compile":
+        torch._dynamo.reset()
+
+
+def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 5) -> dict:
+    """Time one case outside pytest: the results row bench_models.py would write."""
+    with model_case(variant, mode, device) as (fn, batch, info), PeakMemory(device) as memory:
+        times = bench_results.time_calls(fn, device, rounds=rounds)
     time_s = bench_results.time_stats(times)
+    memory_key = "peak_memory_bytes" if device.type == "cuda" else "peak_rss_bytes"
     info.update(
+        {memory_key: memory.peak_bytes},
         device=bench_results.device_name(device),
         dtype="float32",
         batch=batch,
         samples_per_s=batch / time_s["median"],
     )
-    if device.type == "cuda":
-        info["peak_memory_bytes"] = memory.peak_bytes
-    else:
-        info.update(peak_rss_bytes=memory.peak_bytes, peak_rss_added_bytes=case_memory.added_bytes)
     name = f"test_model[{variant.id}-{mode}]"
     return bench_results.make_record(
         f"benchmarks/bench_models.py::{name}",

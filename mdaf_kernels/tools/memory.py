@@ -126,6 +126,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
+            gc.collect()  # what earlier work left unreachable must not count in this peak
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.baseline_bytes = torch.cuda.memory_allocated(self.device)

@@ -1,6 +1,11 @@
 """mdaf_kernels.tools.bench_results: device slugs, results files, ratios, targets and rendering."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -108,9 +113,9 @@ def test_load_rejects_another_schema(tmp_path):
 
 def test_targets_pass_miss_and_missing():
     verdicts = {t["target"]: (t["verdict"], t["value"]) for t in br.check_targets(gpu_results())}
-    assert verdicts["MDAF (Triton) train throughput / BST"] == ("PASS", pytest.approx(3.0))
-    assert verdicts["MDAF (Triton) train peak memory / BST"] == ("PASS", pytest.approx(0.4))
-    assert verdicts["MDAF Triton / MDAF eager reference, train throughput"] == ("PASS", pytest.approx(3.0))
+    assert verdicts["MDAF (Triton) / BST, train throughput"] == ("PASS", pytest.approx(3.0))
+    assert verdicts["MDAF (Triton) / BST, train peak memory"] == ("PASS", pytest.approx(0.4))
+    assert verdicts["MDAF (Triton) / MDAF (reference), train throughput"] == ("PASS", pytest.approx(3.0))
     slow = {t["target"]: t["verdict"] for t in br.check_targets(gpu_results(150_000.0, 3 * 2**30, 100_000.0))}
     assert set(slow.values()) == {"MISS"}
     results = gpu_results()
@@ -150,3 +155,62 @@ def test_summary_text_ends_with_the_targets():
     last_lines = text.splitlines()[-3:]
     assert "MISS" in last_lines[0] and "PASS" in last_lines[1]
     assert "mdaf-triton" in text and "5.00 GiB" in text
+
+
+TINY_BENCH = """
+import pytest
+import torch
+from conftest import record_measurement, run_benchmark
+
+
+@pytest.mark.benchmark(group="tiny")
+def test_sum(benchmark, bench_device):
+    x = torch.ones(1000)
+    run_benchmark(benchmark, lambda: x.sum(), device=bench_device, rounds=3, samples=1000)
+
+
+def test_count(benchmark, bench_device):
+    record_measurement(benchmark, device=bench_device, model="bst", variant="eager",
+                       activation_bytes_per_sample=10.0)
+
+
+def test_not_a_benchmark():
+    pass
+"""
+
+# Run pytest with pytest-benchmark hidden, as on a machine without it.
+WITHOUT_PYTEST_BENCHMARK = (
+    "import sys; sys.modules['pytest_benchmark'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("with_pytest_benchmark", [True, False], ids=["pytest-benchmark", "stand-in"])
+def test_benchmarks_conftest_writes_results_and_readme(tmp_path, with_pytest_benchmark):
+    """benchmarks/conftest.py, copied beside a tiny bench file, writes the results file and README."""
+    repo = Path(__file__).resolve().parents[2]
+    bench_dir = tmp_path / "benchmarks"
+    bench_dir.mkdir()
+    shutil.copy(repo / "benchmarks" / "conftest.py", bench_dir)
+    (bench_dir / "bench_tiny.py").write_text(TINY_BENCH)
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    args = ["benchmarks", "--benchmark-only", "-q", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"]
+    if with_pytest_benchmark:
+        command = [sys.executable, "-m", "pytest", *args]
+    else:
+        command = [sys.executable, "-c", WITHOUT_PYTEST_BENCHMARK, *args]
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed, 1 skipped" in done.stdout
+
+    [path] = (bench_dir / "results").glob("*.json")
+    results = br.load_results(path)
+    assert path.stem == br.device_slug(results["device"])
+    rows = {r["name"]: r for r in results["benchmarks"]}
+    assert set(rows) == {"test_sum", "test_count"}
+    timed = rows["test_sum"]
+    assert timed["group"] == "tiny" and timed["time_s"]["rounds"] == 3
+    assert timed["extra_info"]["samples_per_s"] == pytest.approx(1000 / timed["time_s"]["median"])
+    assert rows["test_count"]["time_s"] is None
+    readme = (bench_dir / "results" / "README.md").read_text()
+    assert f"## {results['device']}" in readme and "saved 10 B/sample" in readme

@@ -10,6 +10,7 @@ import torch
 import mdaf
 from mdaf.cli import main
 from mdaf.data import PipelineConfig, generate_synthetic, prepare
+from mdaf.train.metrics import auc
 
 TINY_MODEL = ["--set", "embed_dim=16", "--set", "mdaf.d_state=4", "--set", "mdaf.expand=1"]
 TINY_PIPELINE = ["--max-len", "10"]
@@ -94,7 +95,7 @@ def test_reload_and_predict_match_the_evaluation(run):
     probs, gate = mdaf.predict(model, valid, return_gate=True, batch_size=100)
     assert probs.shape == (len(valid["label"]),) and gate is not None
     expected = run["results"]["models"]["mdaf"]["runs"][0]["metrics"]["auc"]
-    assert mdaf.train.metrics.auc(valid["label"], probs) == pytest.approx(expected, abs=1e-6)
+    assert auc(valid["label"], probs) == pytest.approx(expected, abs=1e-6)
     # the same rows as a DataFrame with id lists (oldest first) give the same scores
     rows = slice(0, 50)
     lengths = valid["hist_len"][rows]
