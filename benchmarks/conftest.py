@@ -40,6 +40,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = RESULTS_DIR.parents[1]
 # gpu_check --quick sets this: fewer rounds, same cases.
 QUICK = os.environ.get("MDAF_BENCH_QUICK", "0") == "1"
+# MDAF_BENCH_THREADS pins torch's CPU threads. On a shared or busy machine an OpenMP thread waiting for
+# a core stalls every parallel op (30x on the scan's many small ops); one thread gives stable figures.
+# The thread count is part of the device name, so such rows land in their own results file.
+if os.environ.get("MDAF_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["MDAF_BENCH_THREADS"]))
 
 
 @pytest.fixture(scope="session")

@@ -126,16 +126,10 @@ def predict(
         arrays = data
     else:
         raise TypeError(f"data must be a pandas DataFrame or a mapping of arrays, got {type(data).__name__}")
-    tensors = {
-        k: torch.as_tensor(np.asarray(arrays[k]) if not torch.is_tensor(arrays[k]) else arrays[k])
-        for k in FEATURE_KEYS
-    }
-    n = tensors["item"].shape[0]
+    n = len(arrays["item"])
     probs, gates = [], []
     for start in range(0, n, batch_size):
-        batch = {
-            k: v[start : start + batch_size].to(device=device, dtype=torch.long) for k, v in tensors.items()
-        }
+        batch = {k: _batch_tensor(arrays[k], start, batch_size, device) for k in FEATURE_KEYS}
         logits, gate = model(**batch, return_gate=True)
         probs.append(torch.sigmoid(logits.float()).reshape(-1).cpu())
         if gate is not None:
@@ -144,3 +138,10 @@ def predict(
     if not return_gate:
         return result
     return result, (torch.cat(gates).numpy() if gates else None)
+
+
+def _batch_tensor(values: Any, start: int, size: int, device) -> torch.Tensor:
+    part = values[start : start + size]
+    if not torch.is_tensor(part):
+        part = torch.from_numpy(np.array(part, dtype=np.int64))  # a copy: memmaps of the cache are read-only
+    return part.to(device=device, dtype=torch.long)

@@ -31,7 +31,9 @@ def check_tensor(
         want = ", ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name}: expected dtype in ({want}), got {t.dtype}")
     if device is not None and t.device != device:
-        raise ValueError(f"{name}: expected a tensor on {device} (the device of the first input), got {t.device}")
+        raise ValueError(
+            f"{name}: expected a tensor on {device} (the device of the first input), got {t.device}"
+        )
     return t
 
 

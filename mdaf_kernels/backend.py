@@ -16,7 +16,6 @@ works on a machine without a GPU.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 from collections.abc import Iterator
 from typing import Literal
@@ -29,7 +28,9 @@ Request = Literal["auto", "triton", "torch"]
 ENV_VAR = "MDAF_KERNELS_BACKEND"
 _REQUESTS = ("auto", "triton", "torch")
 
-_override: contextvars.ContextVar[Request | None] = contextvars.ContextVar("mdaf_kernels_backend", default=None)
+# Process-wide, like torch.backends flags, not a ContextVar: autograd runs CUDA backward passes on
+# its own device threads, which would not see a context-local value.
+_override: Request | None = None
 
 
 class BackendUnavailableError(RuntimeError):
@@ -57,20 +58,26 @@ def _check_request(value: str, source: str) -> Request:
 
 def requested() -> Request:
     """The backend asked for: the innermost ``use(...)`` context, else the environment, else auto."""
-    override = _override.get()
-    if override is not None:
-        return override
+    if _override is not None:
+        return _override
     return _check_request(os.environ.get(ENV_VAR, "auto").strip().lower() or "auto", ENV_VAR)
 
 
 @contextlib.contextmanager
 def use(backend: Request) -> Iterator[None]:
-    """Run the enclosed ops on ``backend`` ("auto", "triton" or "torch")."""
-    token = _override.set(_check_request(backend, "backend"))
+    """Run the enclosed ops on ``backend`` ("auto", "triton" or "torch"), in every thread.
+
+    The override is process-wide for the duration of the block (autograd's device threads see it
+    too). Ops record the backend their forward ran on and run their backward on the same one, so a
+    ``backward()`` called after the block still matches its forward.
+    """
+    global _override
+    previous = _override
+    _override = _check_request(backend, "backend")
     try:
         yield
     finally:
-        _override.reset(token)
+        _override = previous
 
 
 def _triton_can_run(device: torch.device) -> bool:
@@ -92,5 +99,7 @@ def select(device: torch.device, op: str = "op") -> Backend:
             f"tensors are on {device}; Triton needs CUDA tensors, or CPU tensors with TRITON_INTERPRET=1 "
             "set before mdaf_kernels is imported"
         )
-        raise BackendUnavailableError(f"{op}: the Triton backend was requested explicitly but cannot run: {why}")
+        raise BackendUnavailableError(
+            f"{op}: the Triton backend was requested explicitly but cannot run: {why}"
+        )
     return "triton" if can_run else "torch"

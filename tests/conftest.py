@@ -7,9 +7,17 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import importlib
+
 import pytest
 
 from mdaf_kernels import backend
+from mdaf_kernels.ops import OPS
+
+# Define every kernel now, under the interpreter setting above: a test that later monkeypatches
+# TRITON_INTERPRET must not be the first to import an op (its kernels would be compiled JIT ones).
+for _op in OPS:
+    importlib.import_module(f"mdaf_kernels.ops.{_op}")
 
 KERNEL_TEST_DIRS = ("tests/ops", "tests/nn", "tests/tools")
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mdaf_kernels
+import mdaf_kernels.ops.causal_conv1d as conv_op  # define the kernels now, under the conftest's interpreter
 from mdaf_kernels import backend
 from mdaf_kernels.reference.causal_conv1d import causal_conv1d_ref
 from tests.tolerance import assert_close
@@ -121,3 +122,39 @@ def test_cpu_use_in_a_fresh_process_touches_no_gpu():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"cuda_initialized_after_import": False, "cuda_initialized_after_call": False,
                       "triton_driver_created": False, "backend": "torch"}
+
+
+def test_override_is_seen_by_other_threads(clean_env):
+    """Autograd runs CUDA backward passes on its own threads: the override must reach them."""
+    import threading
+
+    seen = []
+    with backend.use("torch"):
+        worker = threading.Thread(target=lambda: seen.append(backend.select(CPU)))
+        worker.start()
+        worker.join()
+    assert seen == ["torch"]
+
+
+@pytest.mark.parametrize("forward_backend", ["torch", "triton"])
+def test_backward_runs_where_its_forward_ran(clean_env, forward_backend):
+    """A backward() called after the ``use`` block still runs on the forward's backend."""
+    calls = []
+    real_launch_bwd = conv_op._launch_bwd
+
+    def spy(*args, **kwargs):
+        calls.append("triton")
+        return real_launch_bwd(*args, **kwargs)
+
+    clean_env.setattr(conv_op, "_launch_bwd", spy)
+    x = torch.randn(1, 4, 5, requires_grad=True)
+    weight = torch.randn(4, 3, requires_grad=True)
+    with backend.use(forward_backend):
+        out = mdaf_kernels.causal_conv1d_fn(x, weight, activation="silu")
+    other = "triton" if forward_backend == "torch" else "torch"
+    with backend.use(other):
+        out.sum().backward()
+    assert calls == (["triton"] if forward_backend == "triton" else [])
+    x_ref = x.detach().double().requires_grad_()
+    causal_conv1d_ref(x_ref, weight.detach().double(), None, "silu").sum().backward()
+    assert_close(x.grad, x_ref.grad, torch.float32, name="dx")

@@ -301,11 +301,13 @@ def _setup_context(ctx, inputs, output) -> None:
     x, weight, bias, silu = inputs
     ctx.save_for_backward(x, weight, bias)
     ctx.silu = silu
+    ctx.backend = backend.select(x.device, "causal_conv1d_fn")
 
 
 def _backward(ctx, dout: torch.Tensor):
     x, weight, bias = ctx.saved_tensors
-    dx, dweight, dbias = causal_conv1d_bwd(x, weight, bias, dout, ctx.silu)
+    with backend.use(ctx.backend):  # the backward runs where its forward ran
+        dx, dweight, dbias = causal_conv1d_bwd(x, weight, bias, dout, ctx.silu)
     return dx, dweight, None if bias is None else dbias.to(bias.dtype), None
 
 

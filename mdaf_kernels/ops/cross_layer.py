@@ -579,6 +579,7 @@ def _layer_setup_context(ctx, inputs, output) -> None:
     x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32 = inputs
     ctx.save_for_backward(x, x0, weight, bias, ln_weight, ln_bias)
     ctx.config = (kind, formula, eps, allow_tf32)
+    ctx.backend = backend.select(x.device, "cross_layer")
 
 
 def _optional_grads(grads, tensors):
@@ -587,8 +588,9 @@ def _optional_grads(grads, tensors):
 
 def _layer_backward(ctx, dy):
     x, x0, weight, bias, ln_weight, ln_bias = ctx.saved_tensors
-    dx, dx0, dw, db, dlnw, dlnb = cross_layer_backward_op(dy, x, x0, weight, bias, ln_weight, ln_bias,
-                                                          *ctx.config)
+    with backend.use(ctx.backend):  # the backward runs where its forward ran
+        dx, dx0, dw, db, dlnw, dlnb = cross_layer_backward_op(dy, x, x0, weight, bias, ln_weight, ln_bias,
+                                                              *ctx.config)
     param_grads = _optional_grads((db, dlnw, dlnb), (bias, ln_weight, ln_bias))
     return (dx, dx0, dw, *param_grads, None, None, None, None)
 
@@ -632,12 +634,14 @@ def _stack_setup_context(ctx, inputs, output) -> None:
     x, weight, bias, ln_weight, ln_bias, kind, formula, eps, allow_tf32 = inputs
     ctx.save_for_backward(x, output[1], weight, bias, ln_weight, ln_bias)
     ctx.config = (kind, formula, eps, allow_tf32)
+    ctx.backend = backend.select(x.device, "cross_layer")
 
 
 def _stack_backward(ctx, dy, _dsaved):
     x, saved, weight, bias, ln_weight, ln_bias = ctx.saved_tensors
-    dx, dw, db, dlnw, dlnb = cross_stack_backward_op(dy, x, saved, weight, bias, ln_weight, ln_bias,
-                                                     *ctx.config)
+    with backend.use(ctx.backend):  # the backward runs where its forward ran
+        dx, dw, db, dlnw, dlnb = cross_stack_backward_op(dy, x, saved, weight, bias, ln_weight, ln_bias,
+                                                         *ctx.config)
     return (dx, dw, *_optional_grads((db, dlnw, dlnb), (bias, ln_weight, ln_bias)), None, None, None, None)
 
 

@@ -448,6 +448,7 @@ def _setup_context(ctx, inputs, output) -> None:
                            "store_checkpoints=False")
     ctx.delta_softplus = delta_softplus
     ctx.return_last_state = return_last_state
+    ctx.backend = backend.select(u.device, "selective_scan_fn")
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[2])
     ctx.mark_non_differentiable(output[2])
 
@@ -456,8 +457,9 @@ def _backward(ctx, dout, dlast_state, _dckpt):
     u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
     if not ctx.return_last_state or (dlast_state is not None and dlast_state.numel() == 0):
         dlast_state = None
-    du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = selective_scan_bwd(
-        dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, ctx.delta_softplus)
+    with backend.use(ctx.backend):  # the backward runs where its forward ran
+        du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = selective_scan_bwd(
+            dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, ctx.delta_softplus)
     return (du, ddelta, dA, dB, dC, dD if D is not None else None, dz if z is not None else None,
             ddelta_bias if delta_bias is not None else None, None, None, None)
 

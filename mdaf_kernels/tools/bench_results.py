@@ -69,13 +69,14 @@ def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {_cpu_model()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU {_cpu_model()} ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def device_slug(name: str) -> str:
     """A file-name slug: "NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3",
-    "CPU AMD EPYC (2 threads)" -> "cpu-amd-epyc-2threads"."""
-    name = re.sub(r"\((\d+) threads?\)", r"\1threads", name.lower())
+    "CPU AMD EPYC (2 threads)" -> "cpu-amd-epyc-2threads", "CPU X (1 thread)" -> "cpu-x-1thread"."""
+    name = re.sub(r"\((\d+) (threads?)\)", r"\1\2", name.lower())
     name = re.sub(r"\(r\)|\(tm\)|\bcpu @.*$", "", name)
     return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "unknown-device"
 

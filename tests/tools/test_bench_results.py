@@ -72,6 +72,7 @@ def gpu_results(triton_sps=300_000.0, triton_peak=2 * 2**30, reference_sps=100_0
     [
         ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3"),
         ("CPU AMD EPYC (2 threads)", "cpu-amd-epyc-2threads"),
+    ("CPU AMD EPYC (1 thread)", "cpu-amd-epyc-1thread"),
         ("CPU Intel(R) Xeon(R) Platinum 8480C (16 threads)", "cpu-intel-xeon-platinum-8480c-16threads"),
     ],
 )

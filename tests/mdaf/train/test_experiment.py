@@ -1,5 +1,6 @@
 """End to end on tiny generated data through the command line: train, evaluate, report, reload, predict."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import mdaf
 from mdaf.cli import main
 from mdaf.data import PipelineConfig, generate_synthetic, prepare
 from mdaf.train.metrics import auc
+from mdaf_kernels import backend
 
 TINY_MODEL = ["--set", "embed_dim=16", "--set", "mdaf.d_state=4", "--set", "mdaf.expand=1"]
 TINY_PIPELINE = ["--max-len", "10"]
@@ -46,7 +48,9 @@ def run(tmp_path_factory):
         *TINY_MODEL,
         *TINY_PIPELINE,
     ]
-    assert main(argv) == 0
+    # module-scoped fixtures run before conftest's per-test switch to the reference ops: switch here
+    with backend.use("torch") if backend.interpreter_active() else contextlib.nullcontext():
+        assert main(argv) == 0
     return {"root": root, "data": data, "out": out, "results": json.loads((out / "results.json").read_text())}
 
 
