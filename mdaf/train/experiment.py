@@ -32,7 +32,7 @@ from mdaf.train.distributed import init_distributed, resolve_device
 from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores
 from mdaf.train.metrics import auc, gauc
 from mdaf.train.report import render_console, write_report
-from mdaf.train.trainer import Evaluation, Trainer
+from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
 GATE_BINS = 50
 
@@ -137,12 +137,15 @@ def run_experiment(
     n_boot: int = 1000,
     name: str | None = None,
     note: str | None = None,
+    resume: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``models`` x ``seeds`` on ``prepared`` (a ``mdaf.data.PreparedData``) and report.
 
     The first model is the reference of the significance tests (MDAF by default). Returns the
-    results dict that is also written to ``out_dir/results.json``.
+    results dict that is also written to ``out_dir/results.json``. With ``resume``, each run
+    continues from its ``last.pt`` in ``out_dir`` when there is one (a finished run is only
+    re-evaluated), so an interrupted experiment restarts where it stopped.
     """
     from mdaf.models import build_model, list_models, parameter_breakdown
 
@@ -239,7 +242,8 @@ def run_experiment(
             trainer = Trainer(
                 model, config, out_dir=run_dir, checkpoint_info=info, log=emit, desc=f"{model_name} s{seed}"
             )
-            fit = trainer.fit(train, valid)
+            last = run_dir / LAST_CHECKPOINT
+            fit = trainer.fit(train, valid, resume=last if resume and last.is_file() else None)
             evaluation = fit.evaluation
             predictions[(model_name, seed)] = evaluation.probs
             entry["runs"].append(

@@ -295,6 +295,7 @@ def write_plots(results: Mapping[str, Any], out_dir: str | Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out_dir = Path(out_dir)
     written = []
@@ -317,6 +318,7 @@ def write_plots(results: Mapping[str, Any], out_dir: str | Path) -> list[str]:
         for name, floor in results.get("floors", {}).items():
             ax.axhline(floor["auc"], ls="--", lw=1, color="gray")
             ax.annotate(name, (ax.get_xlim()[0], floor["auc"]), fontsize=7, color="gray", va="bottom")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation AUC")
         ax.set_title("Validation AUC per epoch (dashed: untrained floors)")

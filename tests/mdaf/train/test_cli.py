@@ -52,6 +52,7 @@ def test_cuda_without_cuda_is_a_clear_error(capsys):
         (["train", "--set", "nothing_has_this=4"], "none of"),
         (["train", "--set", "dcnv2.embed_dim=4"], "not among"),
         (["train", "--n-boot", "0"], "n-boot"),
+        (["train", "--resume"], "--resume needs --out"),
         (["train", "--device", "tpu"], "device"),
         (["train", "--data", "/no/such/file.csv"], "file not found"),
         (["evaluate", "/no/such/best.pt"], "checkpoint not found"),

@@ -51,7 +51,13 @@ def run(tmp_path_factory):
     # module-scoped fixtures run before conftest's per-test switch to the reference ops: switch here
     with backend.use("torch") if backend.interpreter_active() else contextlib.nullcontext():
         assert main(argv) == 0
-    return {"root": root, "data": data, "out": out, "results": json.loads((out / "results.json").read_text())}
+    return {
+        "root": root,
+        "data": data,
+        "out": out,
+        "argv": argv,
+        "results": json.loads((out / "results.json").read_text()),
+    }
 
 
 def test_mdaf_beats_a_constant_predictor_and_reports_every_table(run):
@@ -114,7 +120,7 @@ def test_reload_and_predict_match_the_evaluation(run):
     )
     np.testing.assert_allclose(mdaf.predict(model, frame), probs[rows], rtol=1e-5, atol=1e-6)
     tensors = {
-        k: torch.as_tensor(valid[k][rows])
+        k: torch.tensor(valid[k][rows])
         for k in ("user", "item", "category", "hist_items", "hist_cats", "hist_len")
     }
     np.testing.assert_allclose(mdaf.predict(model, tensors, device="cpu"), probs[rows], rtol=1e-5, atol=1e-6)
@@ -136,3 +142,15 @@ def test_evaluate_and_report_commands(run, capsys):
     assert main(["report", str(run["out"])]) == 0
     assert "Table 2" in (run["out"] / "summary.md").read_text()
     assert "Overall comparison" in capsys.readouterr().out
+
+
+def test_resume_of_a_finished_run_reproduces_it(run):
+    with backend.use("torch") if backend.interpreter_active() else contextlib.nullcontext():
+        assert main([*run["argv"], "--resume"]) == 0
+    again = json.loads((run["out"] / "results.json").read_text())
+    for name in ("mdaf", "dcnv2"):
+        assert (
+            again["models"][name]["runs"][0]["metrics"]
+            == run["results"]["models"][name]["runs"][0]["metrics"]
+        )
+        assert len(again["models"][name]["runs"][0]["history"]) == 3
