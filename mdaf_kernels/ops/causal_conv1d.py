@@ -19,7 +19,7 @@ import triton.language as tl
 from mdaf_kernels import backend
 from mdaf_kernels._checks import check_shape, check_tensor
 from mdaf_kernels.reference.causal_conv1d import causal_conv1d_bwd_ref, causal_conv1d_ref
-from mdaf_kernels.tools.kernel_spec import KernelSpec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
 
 WIDTHS = (2, 3, 4)
 ACTIVATIONS = (None, "silu", "swish")
@@ -367,7 +367,7 @@ def compile_specs() -> list[KernelSpec]:
                 ("seqlen", "dim", "n_tblocks", "stride_xb", "stride_xd", "stride_xl",
                  "stride_ob", "stride_od", "stride_ol", "stride_wd", "stride_wk"),
                 (seqlen, dim, n_tblocks, *xs, *xs, *w_strides), strict=True))
-            specs.append(_spec(
+            specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
                 ints=fwd_ints, num_warps=FWD_NUM_WARPS,
@@ -378,7 +378,7 @@ def compile_specs() -> list[KernelSpec]:
                  "stride_xl", "stride_gb", "stride_gd", "stride_gl", "stride_dxb", "stride_dxd", "stride_dxl",
                  "stride_wd", "stride_wk"),
                 (seqlen, dim, n_tblocks, n_tiles, tiles_per_program, *xs, *xs, *xs, *w_strides), strict=True))
-            specs.append(_spec(
+            specs.append(jit_spec(
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
@@ -387,30 +387,3 @@ def compile_specs() -> list[KernelSpec]:
             ))
     return specs
 
-
-def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int],
-          constexprs: dict[str, object], num_warps: int) -> KernelSpec:
-    """A KernelSpec specialised like a JIT launch with these integer values: 1 becomes a constexpr,
-    multiples of 16 get ``tt.divisibility`` (pointers from torch allocations are 16-byte aligned),
-    except the ``_RUNTIME_INTS`` the kernels never specialise on."""
-    signature: dict[str, str] = {}
-    constants = dict(constexprs)
-    divisible = [name for name in pointers]
-    for arg in kernel.arg_names:
-        if arg in pointers:
-            signature[arg] = f"*{pointers[arg]}"
-        elif arg in ints:
-            value = ints[arg]
-            if arg in _RUNTIME_INTS:
-                signature[arg] = "i32"
-            elif value == 1:
-                signature[arg] = "constexpr"
-                constants[arg] = 1
-            else:
-                signature[arg] = "i32"
-                if value % 16 == 0:
-                    divisible.append(arg)
-        else:
-            signature[arg] = "constexpr"
-    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
-                      divisible_by_16=tuple(divisible), num_warps=num_warps)

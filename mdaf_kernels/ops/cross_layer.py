@@ -49,7 +49,7 @@ from mdaf_kernels.reference.cross_layer import (
     gates_with_x0,
     projection_size,
 )
-from mdaf_kernels.tools.kernel_spec import KernelSpec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
 
 # Tile sizes. The row kernels hold full (padded) rows: [BLOCK_B, BLOCK_N] fp32 tiles, BLOCK_N up to
 # 256 at width 192, so the row block stays small; the weight streams through BLOCK_K-wide tiles. The
@@ -781,14 +781,14 @@ def compile_specs() -> list[KernelSpec]:
                     kernels = (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)) if allow_tf32 else (
                         ("cross_stack_fwd", 2),)
                     for name, layers in kernels:
-                        specs.append(_spec(
+                        specs.append(jit_spec(
                             f"{name}[{tag}]", _cross_fwd_kernel,
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
                                                          "lnb_ptr", "y_ptr", "saved_ptr")},
                             ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
                             constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
                         ))
-                    specs.append(_spec(
+                    specs.append(jit_spec(
                         f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,
                         # a middle layer of a stack: fp32 grads in and out, dx0 accumulating
                         pointers={**{p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
@@ -804,7 +804,7 @@ def compile_specs() -> list[KernelSpec]:
             gemm_meta = dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
                              INPUT_PRECISION=_precision(allow_tf32))
             precision = "tf32" if allow_tf32 else "ieee"
-            specs.append(_spec(
+            specs.append(jit_spec(
                 f"cross_bwd_dw_gemm[{dtype},{precision}]", _matmul_kernel,
                 pointers={"a_ptr": "fp32", "b_ptr": dtype, "c_ptr": "fp32"},
                 ints={"M": width, "N": width, "K": batch, "k_per_split": DW_ROWS_PER_SPLIT, "stride_am": 1,
@@ -814,28 +814,3 @@ def compile_specs() -> list[KernelSpec]:
             ))
     return specs
 
-
-def _spec(name: str, kernel, *, pointers: dict[str, str], ints: dict[str, int], constexprs: dict,
-          num_warps: int, num_stages: int = 3) -> KernelSpec:
-    """A KernelSpec specialised like a JIT launch: integer 1 becomes a constexpr, multiples of 16 and
-    the (16-byte aligned) pointers get the divisibility hint; other arguments (eps) are fp32."""
-    signature: dict[str, str] = {}
-    constants = dict(constexprs)
-    divisible = list(pointers)
-    for arg in kernel.arg_names:
-        if arg in pointers:
-            signature[arg] = f"*{pointers[arg]}"
-        elif arg in ints:
-            if ints[arg] == 1:
-                signature[arg] = "constexpr"
-                constants[arg] = 1
-            else:
-                signature[arg] = "i32"
-                if ints[arg] % 16 == 0:
-                    divisible.append(arg)
-        elif arg in constants:
-            signature[arg] = "constexpr"
-        else:
-            signature[arg] = "fp32"
-    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
-                      divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages)

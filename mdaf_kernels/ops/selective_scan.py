@@ -39,7 +39,7 @@ from mdaf_kernels.reference.selective_scan import (
     selective_scan_chunked_bwd,
     selective_scan_chunked_fwd,
 )
-from mdaf_kernels.tools.kernel_spec import KernelSpec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
 
 # Largest state size the kernels support (the backward holds a (BLOCK_D, N) tile per accumulator).
 MAX_DSTATE = 64
@@ -564,30 +564,11 @@ def compile_specs() -> list[KernelSpec]:
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
             "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
         fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
-        specs.append(_spec(f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers, fwd_ints,
-                           dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), FWD_NUM_WARPS))
-        specs.append(_spec(f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers, ints,
-                           dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), BWD_NUM_WARPS))
+        specs.append(jit_spec(
+            f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers=pointers, ints=fwd_ints,
+            constexprs=dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), num_warps=FWD_NUM_WARPS))
+        specs.append(jit_spec(
+            f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers=pointers, ints=ints,
+            constexprs=dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), num_warps=BWD_NUM_WARPS))
     return specs
 
-
-def _spec(name: str, kernel, pointers: dict[str, str], ints: dict[str, int], constexprs: dict,
-          num_warps: int) -> KernelSpec:
-    """Specialise like the JIT: an integer equal to 1 becomes a constexpr, multiples of 16 and the
-    (16-byte aligned) torch pointers are marked divisible by 16."""
-    signature, constants, divisible = {}, dict(constexprs), []
-    for arg in kernel.arg_names:
-        if arg in constexprs:
-            signature[arg] = "constexpr"
-        elif arg in pointers:
-            signature[arg] = f"*{pointers[arg]}"
-            divisible.append(arg)
-        elif ints[arg] == 1:
-            signature[arg] = "constexpr"
-            constants[arg] = 1
-        else:
-            signature[arg] = "i32"
-            if ints[arg] % 16 == 0:
-                divisible.append(arg)
-    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
-                      divisible_by_16=tuple(divisible), num_warps=num_warps)

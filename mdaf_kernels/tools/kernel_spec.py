@@ -25,3 +25,46 @@ class KernelSpec:
     num_warps: int = 4
     num_stages: int = 3
     divisible_by_16: tuple[str, ...] = ()
+
+
+def jit_spec(
+    name: str,
+    kernel: Any,
+    *,
+    pointers: dict[str, str],
+    ints: dict[str, int],
+    constexprs: dict[str, Any],
+    num_warps: int,
+    num_stages: int = 3,
+) -> KernelSpec:
+    """A KernelSpec specialised as a JIT launch with these argument values would be.
+
+    ``pointers`` maps pointer arguments to their element type ("fp32", "bf16", ...; names the kernel
+    does not take are ignored, so related kernels can share one map); torch
+    allocations are 16-byte aligned, so they get the divisibility hint. ``ints`` gives the integer
+    arguments' values: like the JIT, a value of 1 becomes a constexpr and a multiple of 16 gets the
+    hint, except for the arguments the kernel lists in ``do_not_specialize``. Any other argument
+    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps).
+    """
+    runtime_ints = {p.name for p in kernel.params if p.do_not_specialize}
+    signature: dict[str, str] = {}
+    constants = dict(constexprs)
+    divisible = []
+    for arg in kernel.arg_names:
+        if arg in constexprs:
+            signature[arg] = "constexpr"
+        elif arg in pointers:
+            signature[arg] = f"*{pointers[arg]}"
+            divisible.append(arg)
+        elif arg in ints:
+            if arg not in runtime_ints and ints[arg] == 1:
+                signature[arg] = "constexpr"
+                constants[arg] = 1
+            else:
+                signature[arg] = "i32"
+                if arg not in runtime_ints and ints[arg] % 16 == 0:
+                    divisible.append(arg)
+        else:
+            signature[arg] = "fp32"
+    return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
+                      divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages)
