@@ -46,7 +46,8 @@ def jit_spec(
     hint, except for the arguments the kernel lists in ``do_not_specialize``. Any other argument
     that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps).
     """
-    runtime_ints = {p.name for p in kernel.params if p.do_not_specialize}
+    # Interpreted kernels (TRITON_INTERPRET=1) carry no parameter metadata; they are never compiled.
+    runtime_ints = {p.name for p in getattr(kernel, "params", ()) if p.do_not_specialize}
     signature: dict[str, str] = {}
     constants = dict(constexprs)
     divisible = []
