@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_benchmark, skip_unless_triton_runs
+from conftest import hbm_bandwidth, run_benchmark, skip_unless_triton_runs
 
 from mdaf_kernels import backend
 from mdaf_kernels.ops.causal_conv1d import causal_conv1d_fn
@@ -32,8 +32,6 @@ LENGTHS = (50, 200)
 VARIANTS = ("triton", "torch_backend", "eager_reference", "compile_reference", "causal_conv1d_package")
 MODES = ("forward", "forward_backward")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-# Peak HBM bandwidth (bytes/s) by device name.
-BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
 # Inputs rotate over sets totalling at least this many bytes, so calls read HBM rather than L2.
 ROTATE_BYTES = 200 * 2**20
 
@@ -67,10 +65,7 @@ def kernel_bytes_moved(batch, length, esize, mode) -> int:
 
 
 def floor_ms(device, nbytes) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    bandwidth = next((bw for key, bw in BANDWIDTH.items() if key in name), None)
+    bandwidth = hbm_bandwidth(device)
     return None if bandwidth is None else 1e3 * nbytes / bandwidth
 
 

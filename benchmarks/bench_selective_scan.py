@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_benchmark, skip_unless_triton_runs
+from conftest import hbm_bandwidth, run_benchmark, skip_unless_triton_runs
 
 from mdaf_kernels import backend
 from mdaf_kernels.ops.selective_scan import BWD_BLOCK_D, selective_scan_fn
@@ -31,8 +31,7 @@ LENGTHS = (50, 200)
 VARIANTS = ("triton", "torch_backend", "eager_reference", "compile_reference", "mamba_ssm")
 MODES = ("forward", "forward_backward")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-# Peak HBM bandwidth (bytes/s) by device name; MUFU ex2 rate is 16 per SM per clock on sm_80/sm_90.
-BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
+# MUFU ex2 rate is 16 per SM per clock on sm_80/sm_90.
 SM_CLOCK_HZ = 1.7e9
 EXP_PER_SM_PER_CLOCK = 16
 
@@ -71,10 +70,7 @@ def kernel_traffic(batch, length, esize, mode) -> tuple[int, int]:
 
 
 def floor_ms(device, nbytes, nexp) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    bandwidth = next((bw for key, bw in BANDWIDTH.items() if key in name), None)
+    bandwidth = hbm_bandwidth(device)
     if bandwidth is None:
         return None
     sms = torch.cuda.get_device_properties(device).multi_processor_count

@@ -52,6 +52,19 @@ def bench_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Peak HBM bandwidth (bytes/s) by device-name substring; the more specific names come first.
+HBM_BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
+
+
+def hbm_bandwidth(device: torch.device) -> float | None:
+    """Peak memory bandwidth of a known GPU (for a kernel's bandwidth floor); None on a CPU or an
+    unknown card."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((bw for key, bw in HBM_BANDWIDTH.items() if key in name), None)
+
+
 def skip_unless_triton_runs(device: torch.device) -> None:
     if device.type != "cuda":
         pytest.skip("Triton rows need a CUDA device: interpreter timings are not reported")
