@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from scipy.stats import rankdata
 
 from mdaf.data.reader import OFFICIAL_WINDOW
 
@@ -20,14 +18,6 @@ REAL_SAMPLE = (
     / "taobao_userbehavior"
     / "userbehavior_head_815users.csv.gz"
 )
-
-
-def auc(score, label) -> float:
-    """Tie-aware ROC AUC (the Mann-Whitney statistic on average ranks)."""
-    ranks = rankdata(score)
-    pos = np.asarray(label) > 0.5
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def write_rows(path: Path, rows, *, trailing_newline: bool = True) -> Path:

@@ -7,7 +7,7 @@ from mdaf.data import PipelineConfig, default_dataset, generate_synthetic, prepa
 from mdaf.data.pipeline import day_index
 from mdaf.data.reader import OFFICIAL_WINDOW
 from mdaf.data.synthetic import DEFAULT_SIZE
-from tests.mdaf.data.conftest import auc
+from mdaf.train.metrics import auc
 
 SMALL = {"users": 60, "items": 800, "categories": 20}
 
@@ -105,7 +105,7 @@ def _logistic_auc(features_train, y_train, features_valid, y_valid):
         p = 1.0 / (1.0 + np.exp(-x @ w))
         hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(len(w))
         w -= np.linalg.solve(hessian, x.T @ (p - y_train))
-    return auc(xv @ w, y_valid)
+    return auc(y_valid, xv @ w)
 
 
 def test_planted_signal_static_and_sequential_both_needed(default_file):
@@ -120,7 +120,7 @@ def test_planted_signal_static_and_sequential_both_needed(default_file):
     auc_both = _logistic_auc(np.c_[static[0], recent[0]], y, np.c_[static[1], recent[1]], yv)
     assert auc_static > 0.62 and auc_recent > 0.65
     assert auc_both > max(auc_static, auc_recent) + 0.02
-    share_rule = auc(_recent_share(valid, 50), yv)
+    share_rule = auc(yv, _recent_share(valid, 50))
     assert 0.6 < share_rule < 0.9  # the untrained category-share rule: informative, not perfect
 
 
