@@ -24,29 +24,55 @@ from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
 WIDTHS = (2, 3, 4)
 ACTIVATIONS = (None, "silu", "swish")
 
-# Tile sizes: BLOCK_T time steps x BLOCK_D channels per program. Fixed (not tuned per seqlen) so
-# that one compiled kernel serves every sequence length; BLOCK_D shrinks only for narrow dims. The
-# forward holds 4 elements per thread; the SiLU backward keeps 11 shifted [BT, BD] tiles live and
-# needed 2 per thread to stay under 128 registers without spilling on sm_90.
-BLOCK_T = 32
-FWD_BLOCK_D = 32
-FWD_NUM_WARPS = 8
-BWD_BLOCK_D = 16
-BWD_NUM_WARPS = 8
-# The backward gives each program a run of consecutive (batch, time) tiles so that the dweight and
-# dbias partials stay small: at most this many programs along the tile axis.
+# Both kernels walk time sequentially: a program holds BLOCK_B batch rows x BLOCK_D channels and
+# keeps the last WIDTH - 1 inputs (and, in the backward, pre-activation gradients) in registers, so
+# each element is loaded once, SiLU is evaluated once per position, and dweight/dbias accumulate
+# elementwise with one reduction per program. STEPS time steps per loop iteration are unrolled so
+# their loads are issued together (bytes in flight). Channels are the contiguous axis of Mamba's
+# channel-last activations, giving 128-bit loads there.
+BLOCK_B = 2
+BLOCK_D = 128
+STEPS = 4
+NUM_WARPS = 4
+# The backward gives each program a run of consecutive row blocks so that the dweight and dbias
+# partials stay small: at most this many programs along the batch axis.
 BWD_MAX_PROGRAMS = 1024
 
 
 # Integer arguments that vary with the sequence length or batch: never specialised (the JIT would
 # otherwise compile separate kernels for values equal to 1 or divisible by 16).
-_RUNTIME_INTS = ("seqlen", "n_tblocks", "n_tiles", "tiles_per_program")
+_RUNTIME_INTS = ("batch", "seqlen", "rows_per_program")
 
 
-@triton.jit(do_not_specialize=["seqlen", "n_tblocks"])
+@triton.jit
+def _conv_pre(b_win, b_w, b_bias, WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """Pre-activation at the newest position of the window: bias + sum_k w[k] * window[k], where
+    window[k] is x at that position - (WIDTH - 1) + k."""
+    b_pre = b_win[WIDTH - 1] * b_w[WIDTH - 1][None, :]  # [BB, BD]
+    for k in tl.static_range(WIDTH - 1):
+        b_pre += b_win[k] * b_w[k][None, :]
+    if HAS_BIAS:
+        b_pre += b_bias[None, :]
+    return b_pre
+
+
+@triton.jit
+def _conv_taps(w_ptr, b_ptr, o_d, m_d, stride_wd, stride_wk, WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The WIDTH taps (a tuple of [BD]) and the bias ([BD], zeros without one) in fp32."""
+    b_w = ()
+    for k in tl.static_range(WIDTH):
+        b_w = b_w + (tl.load(w_ptr + o_d * stride_wd + k * stride_wk, mask=m_d, other=0.0).to(tl.float32),)
+    if HAS_BIAS:
+        b_bias = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+    else:
+        b_bias = tl.zeros_like(b_w[0])
+    return b_w, b_bias
+
+
+@triton.jit(do_not_specialize=list(_RUNTIME_INTS))
 def _causal_conv1d_fwd_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
-    seqlen, dim, n_tblocks,
+    batch, seqlen, dim,
     stride_xb, stride_xd, stride_xl,
     stride_ob, stride_od, stride_ol,
     stride_wd, stride_wk,
@@ -54,129 +80,116 @@ def _causal_conv1d_fwd_kernel(
     HAS_BIAS: tl.constexpr,
     USE_SILU: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
-    BT: tl.constexpr,
+    BB: tl.constexpr,
     BD: tl.constexpr,
+    STEPS: tl.constexpr,
 ):
-    i_bt = tl.program_id(0)
+    i_bblk = tl.program_id(0)
     i_dblk = tl.program_id(1)
-    i_b = (i_bt // n_tblocks).to(tl.int64)
-    i_t = i_bt % n_tblocks
-
-    o_t = i_t * BT + tl.arange(0, BT)  # [BT]
+    o_b = i_bblk * BB + tl.arange(0, BB)  # [BB]
     o_d = i_dblk * BD + tl.arange(0, BD)  # [BD]
     if INT64_OFFSETS:
-        o_t = o_t.to(tl.int64)
         o_d = o_d.to(tl.int64)
     m_d = o_d < dim
+    m_bd = (o_b < batch)[:, None] & m_d[None, :]  # [BB, BD]
+    b_w, b_bias = _conv_taps(w_ptr, b_ptr, o_d, m_d, stride_wd, stride_wk, WIDTH, HAS_BIAS)
 
-    b_acc = tl.zeros([BT, BD], dtype=tl.float32)  # [BT, BD]
-    if HAS_BIAS:
-        b_acc += tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)[None, :]
-    p_x = x_ptr + i_b * stride_xb + o_d[None, :] * stride_xd  # [1, BD]
-    for k in tl.static_range(WIDTH):
-        b_w = tl.load(w_ptr + o_d * stride_wd + k * stride_wk, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-        o_s = o_t - (WIDTH - 1) + k  # [BT] source positions; negative ones are the causal zero padding
-        m_s = (o_s >= 0) & (o_s < seqlen)
-        b_x = tl.load(p_x + o_s[:, None] * stride_xl, mask=m_s[:, None] & m_d[None, :], other=0.0)
-        b_acc += b_x.to(tl.float32) * b_w[None, :]
-    if USE_SILU:
-        b_acc = b_acc * tl.sigmoid(b_acc)
-
-    p_out = out_ptr + i_b * stride_ob + o_t[:, None] * stride_ol + o_d[None, :] * stride_od  # [BT, BD]
-    tl.store(p_out, b_acc.to(out_ptr.dtype.element_ty), mask=(o_t < seqlen)[:, None] & m_d[None, :])
+    o_b = o_b.to(tl.int64)
+    p_x = x_ptr + o_b[:, None] * stride_xb + o_d[None, :] * stride_xd  # [BB, BD]
+    p_out = out_ptr + o_b[:, None] * stride_ob + o_d[None, :] * stride_od  # [BB, BD]
+    b_win = (tl.zeros([BB, BD], dtype=tl.float32),) * WIDTH  # x at t - (WIDTH - 1) .. t
+    for t0 in range(0, seqlen, STEPS):
+        for i in tl.static_range(STEPS):
+            t = t0 + i
+            if INT64_OFFSETS:
+                t = t.to(tl.int64)
+            m_t = tl.where(t < seqlen, m_bd, False)  # (the interpreter cannot AND a scalar into a block)
+            b_x = tl.load(p_x + t * stride_xl, mask=m_t, other=0.0).to(tl.float32)  # [BB, BD]
+            b_win = b_win[1:] + (b_x,)
+            b_out = _conv_pre(b_win, b_w, b_bias, WIDTH, HAS_BIAS)
+            if USE_SILU:
+                b_out = b_out * tl.sigmoid(b_out)
+            tl.store(p_out + t * stride_ol, b_out.to(out_ptr.dtype.element_ty), mask=m_t)
 
 
 @triton.jit(do_not_specialize=list(_RUNTIME_INTS))
 def _causal_conv1d_bwd_kernel(
     x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_part_ptr, db_part_ptr,
-    seqlen, dim, n_tblocks, n_tiles, tiles_per_program,
+    batch, seqlen, dim, rows_per_program,
     stride_xb, stride_xd, stride_xl,
     stride_gb, stride_gd, stride_gl,
     stride_dxb, stride_dxd, stride_dxl,
     stride_wd, stride_wk,
     WIDTH: tl.constexpr,
-    BW: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     USE_SILU: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
-    BT: tl.constexpr,
+    BB: tl.constexpr,
     BD: tl.constexpr,
+    STEPS: tl.constexpr,
 ):
     i_prog = tl.program_id(0)
     i_dblk = tl.program_id(1)
-
     o_d = i_dblk * BD + tl.arange(0, BD)  # [BD]
     if INT64_OFFSETS:
         o_d = o_d.to(tl.int64)
     m_d = o_d < dim
-    o_k = tl.arange(0, BW)  # [BW] tap index, padded to a power of two
-    b_w = ()  # WIDTH x [BD]: the taps, loaded once per program
-    for k in tl.static_range(WIDTH):
-        b_w = b_w + (tl.load(w_ptr + o_d * stride_wd + k * stride_wk, mask=m_d, other=0.0).to(tl.float32),)
-    if HAS_BIAS:
-        b_bias = tl.load(b_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-    b_dw = tl.zeros([BW, BD], dtype=tl.float32)  # [BW, BD] this program's dweight partial
-    b_db = tl.zeros([BD], dtype=tl.float32)  # [BD] this program's dbias partial
+    b_w, b_bias = _conv_taps(w_ptr, b_ptr, o_d, m_d, stride_wd, stride_wk, WIDTH, HAS_BIAS)
+    b_dw = (tl.zeros([BB, BD], dtype=tl.float32),) * WIDTH  # this program's dweight, reduced at the end
+    b_db = tl.zeros([BB, BD], dtype=tl.float32)
 
-    # Without SiLU, dx needs x only at the WIDTH taps of dweight; with it, the pre-activation is
-    # recomputed at t..t+WIDTH-1, reading x at t-(WIDTH-1)..t+WIDTH-1 (each shift loaded once).
-    N_SHIFTS: tl.constexpr = 2 * WIDTH - 1 if USE_SILU else WIDTH
-    tile_end = tl.minimum((i_prog + 1) * tiles_per_program, n_tiles)
-    for i_tile in range(i_prog * tiles_per_program, tile_end):
-        i_b = (i_tile // n_tblocks).to(tl.int64)
-        o_t = (i_tile % n_tblocks) * BT + tl.arange(0, BT)  # [BT]
-        if INT64_OFFSETS:
-            o_t = o_t.to(tl.int64)
-        p_x = x_ptr + i_b * stride_xb + o_d[None, :] * stride_xd  # [1, BD]
-        p_g = dout_ptr + i_b * stride_gb + o_d[None, :] * stride_gd  # [1, BD]
-
-        b_x = ()  # N_SHIFTS x [BT, BD]: b_x[s] holds x at o_t - (WIDTH - 1) + s
-        for s in tl.static_range(N_SHIFTS):
-            o_s = o_t - (WIDTH - 1) + s  # [BT] negative positions are the causal zero padding
-            m_s = (o_s >= 0) & (o_s < seqlen)
-            b_xs = tl.load(p_x + o_s[:, None] * stride_xl, mask=m_s[:, None] & m_d[None, :], other=0.0)
-            b_x = b_x + (b_xs.to(tl.float32),)
-
-        # dx[t] = sum_j w[WIDTH-1-j] * dpre[t+j], dpre being the gradient of the pre-activation.
-        b_dx = tl.zeros([BT, BD], dtype=tl.float32)  # [BT, BD]
-        for j in tl.static_range(WIDTH):
-            o_u = o_t + j  # [BT] output positions that read x[t] through tap WIDTH-1-j
-            m_u = o_u < seqlen
-            b_dpre = tl.load(p_g + o_u[:, None] * stride_gl, mask=m_u[:, None] & m_d[None, :], other=0.0)
-            b_dpre = b_dpre.to(tl.float32)  # [BT, BD]
-            if USE_SILU:
-                b_pre = tl.zeros([BT, BD], dtype=tl.float32)  # [BT, BD] pre-activation at o_u
-                if HAS_BIAS:
-                    b_pre += b_bias[None, :]
+    # At step t the window holds x at t - (WIDTH - 1) .. t, so the pre-activation and its gradient
+    # dpre are computed once, at t; dx[t - (WIDTH - 1)] = sum_j w[WIDTH - 1 - j] * dpre[t - (WIDTH - 1) + j]
+    # is then complete. The walk runs WIDTH - 1 steps past the end (dpre = 0 there) to finish dx.
+    row_end = tl.minimum((i_prog + 1) * rows_per_program, batch)
+    for row0 in range(i_prog * rows_per_program, row_end, BB):
+        o_b = row0 + tl.arange(0, BB)  # [BB]
+        m_bd = (o_b < row_end)[:, None] & m_d[None, :]  # [BB, BD]
+        o_b = o_b.to(tl.int64)
+        p_x = x_ptr + o_b[:, None] * stride_xb + o_d[None, :] * stride_xd  # [BB, BD]
+        p_g = dout_ptr + o_b[:, None] * stride_gb + o_d[None, :] * stride_gd  # [BB, BD]
+        p_dx = dx_ptr + o_b[:, None] * stride_dxb + o_d[None, :] * stride_dxd  # [BB, BD]
+        b_win = (tl.zeros([BB, BD], dtype=tl.float32),) * WIDTH  # x at t - (WIDTH - 1) .. t
+        b_dpre_win = (tl.zeros([BB, BD], dtype=tl.float32),) * WIDTH  # dpre at t - (WIDTH - 1) .. t
+        for t0 in range(0, seqlen + WIDTH - 1, STEPS):
+            for i in tl.static_range(STEPS):
+                t = t0 + i
+                if INT64_OFFSETS:
+                    t = t.to(tl.int64)
+                m_t = tl.where(t < seqlen, m_bd, False)
+                b_x = tl.load(p_x + t * stride_xl, mask=m_t, other=0.0).to(tl.float32)  # [BB, BD]
+                b_dpre = tl.load(p_g + t * stride_gl, mask=m_t, other=0.0).to(tl.float32)  # [BB, BD]
+                b_win = b_win[1:] + (b_x,)
+                if USE_SILU:
+                    b_pre = _conv_pre(b_win, b_w, b_bias, WIDTH, HAS_BIAS)
+                    b_sig = tl.sigmoid(b_pre)
+                    b_dpre = b_dpre * b_sig * (1.0 + b_pre * (1.0 - b_sig))
+                b_dpre_win = b_dpre_win[1:] + (b_dpre,)
+                b_db += b_dpre
                 for k in tl.static_range(WIDTH):
-                    b_pre += b_x[j + k] * b_w[k][None, :]
-                b_sig = tl.sigmoid(b_pre)
-                b_dpre = b_dpre * b_sig * (1.0 + b_pre * (1.0 - b_sig))
-            b_dx += b_dpre * b_w[WIDTH - 1 - j][None, :]
-            if j == 0:
-                # Positions o_t belong to this tile only, so each dpre enters the partials once.
-                b_db += tl.sum(b_dpre, axis=0)
-                for k in tl.static_range(WIDTH):
-                    b_dw_k = tl.sum(b_dpre * b_x[k], axis=0)  # [BD]
-                    b_dw += tl.where(o_k[:, None] == k, b_dw_k[None, :], 0.0)
-
-        p_dx = dx_ptr + i_b * stride_dxb + o_t[:, None] * stride_dxl + o_d[None, :] * stride_dxd  # [BT, BD]
-        tl.store(p_dx, b_dx.to(dx_ptr.dtype.element_ty), mask=(o_t < seqlen)[:, None] & m_d[None, :])
+                    b_dw = b_dw[:k] + (b_dw[k] + b_dpre * b_win[k],) + b_dw[k + 1:]
+                b_dx = b_dpre_win[0] * b_w[WIDTH - 1][None, :]  # [BB, BD] dx at t - (WIDTH - 1)
+                for j in tl.static_range(1, WIDTH):
+                    b_dx += b_dpre_win[j] * b_w[WIDTH - 1 - j][None, :]
+                t_dx = t - (WIDTH - 1)
+                m_dx = tl.where((t_dx >= 0) & (t_dx < seqlen), m_bd, False)
+                tl.store(p_dx + t_dx * stride_dxl, b_dx.to(dx_ptr.dtype.element_ty), mask=m_dx)
 
     # Partials: dw_part (programs, WIDTH, dim), db_part (programs, dim), fp32, contiguous.
-    p_dw = dw_part_ptr + i_prog.to(tl.int64) * WIDTH * dim + o_k[:, None] * dim + o_d[None, :]  # [BW, BD]
-    tl.store(p_dw, b_dw, mask=(o_k < WIDTH)[:, None] & m_d[None, :])
-    tl.store(db_part_ptr + i_prog.to(tl.int64) * dim + o_d, b_db, mask=m_d)
+    p_dw = dw_part_ptr + i_prog.to(tl.int64) * WIDTH * dim + o_d  # [BD]
+    for k in tl.static_range(WIDTH):
+        tl.store(p_dw + k * dim, tl.sum(b_dw[k], axis=0), mask=m_d)
+    tl.store(db_part_ptr + i_prog.to(tl.int64) * dim + o_d, tl.sum(b_db, axis=0), mask=m_d)
 
 
-def _block_d(dim: int, block_d: int) -> int:
-    return min(block_d, max(16, triton.next_power_of_2(dim)))
+def _block_d(dim: int) -> int:
+    return min(BLOCK_D, max(16, triton.next_power_of_2(dim)))
 
 
 def _needs_int64_offsets(*tensors: torch.Tensor) -> bool:
-    """Whether offsets inside one batch element (channel and time, tile overrun included) can pass
+    """Whether offsets inside one batch element (channel and time, block overrun included) can pass
     2**31 - 1; the batch offset is always computed in int64."""
-    d_reach, t_reach = max(FWD_BLOCK_D, BWD_BLOCK_D), BLOCK_T + max(WIDTHS)
+    d_reach, t_reach = BLOCK_D, STEPS + max(WIDTHS)
     reach = max((t.shape[1] + d_reach) * abs(t.stride(1)) + (t.shape[2] + t_reach) * abs(t.stride(2))
                 for t in tensors)
     return reach >= 2**31
@@ -193,16 +206,15 @@ def _launch_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     batch, dim, seqlen = x.shape
     if out.numel() == 0:
         return out
-    block_d = _block_d(dim, FWD_BLOCK_D)
-    n_tblocks = triton.cdiv(seqlen, BLOCK_T)
-    grid = (batch * n_tblocks, triton.cdiv(dim, block_d))
+    block_d = _block_d(dim)
+    grid = (triton.cdiv(batch, BLOCK_B), triton.cdiv(dim, block_d))
     _causal_conv1d_fwd_kernel[grid](
         x, weight, _bias_arg(bias, weight), out,
-        seqlen, dim, n_tblocks,
+        batch, seqlen, dim,
         *x.stride(), *out.stride(), *weight.stride(),
         WIDTH=weight.shape[1], HAS_BIAS=bias is not None, USE_SILU=silu,
-        INT64_OFFSETS=_needs_int64_offsets(x, out), BT=BLOCK_T, BD=block_d,
-        num_warps=FWD_NUM_WARPS,
+        INT64_OFFSETS=_needs_int64_offsets(x, out), BB=BLOCK_B, BD=block_d, STEPS=STEPS,
+        num_warps=NUM_WARPS,
     )
     return out
 
@@ -214,23 +226,22 @@ def _launch_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     dbias in fp32 (summed from the per-program partials)."""
     batch, dim, seqlen = x.shape
     width = weight.shape[1]
-    n_tblocks = triton.cdiv(seqlen, BLOCK_T)
-    n_tiles = batch * n_tblocks
-    if n_tiles == 0 or dim == 0:
+    if batch == 0 or dim == 0 or seqlen == 0:
         zeros = x.new_zeros((dim, width), dtype=torch.float32)
         return dx, zeros, zeros[:, 0].clone()
-    tiles_per_program = triton.cdiv(n_tiles, min(n_tiles, max_programs))
-    n_programs = triton.cdiv(n_tiles, tiles_per_program)
-    block_d = _block_d(dim, BWD_BLOCK_D)
+    rows_per_program = triton.cdiv(batch, min(batch, max_programs))
+    n_programs = triton.cdiv(batch, rows_per_program)
+    block_d = _block_d(dim)
     dw_part = torch.empty((n_programs, width, dim), device=x.device, dtype=torch.float32)
     db_part = torch.empty((n_programs, dim), device=x.device, dtype=torch.float32)
     grid = (n_programs, triton.cdiv(dim, block_d))
     _causal_conv1d_bwd_kernel[grid](
         x, weight, _bias_arg(bias, weight), dout, dx, dw_part, db_part,
-        seqlen, dim, n_tblocks, n_tiles, tiles_per_program,
+        batch, seqlen, dim, rows_per_program,
         *x.stride(), *dout.stride(), *dx.stride(), *weight.stride(),
-        WIDTH=width, BW=triton.next_power_of_2(width), HAS_BIAS=bias is not None, USE_SILU=silu,
-        INT64_OFFSETS=_needs_int64_offsets(x, dout, dx), BT=BLOCK_T, BD=block_d, num_warps=BWD_NUM_WARPS,
+        WIDTH=width, HAS_BIAS=bias is not None, USE_SILU=silu,
+        INT64_OFFSETS=_needs_int64_offsets(x, dout, dx), BB=BLOCK_B, BD=block_d, STEPS=STEPS,
+        num_warps=NUM_WARPS,
     )
     return dx, dw_part.sum(0).t(), db_part.sum(0)
 
@@ -354,36 +365,32 @@ def compile_specs() -> list[KernelSpec]:
     bias and SiLU), fp32 and bf16, for x laid out channel-first (batch, dim, seqlen contiguous) and
     channel-last (a transposed (batch, seqlen, dim) tensor), specialised as a JIT launch would be."""
     batch, dim, seqlen, width = 2048, 128, 50, 4
-    n_tblocks = triton.cdiv(seqlen, BLOCK_T)
-    n_tiles = batch * n_tblocks
-    tiles_per_program = triton.cdiv(n_tiles, min(n_tiles, BWD_MAX_PROGRAMS))
+    rows_per_program = triton.cdiv(batch, min(batch, BWD_MAX_PROGRAMS))
     layouts = {"channel-first": (dim * seqlen, seqlen, 1), "channel-last": (seqlen * dim, 1, dim)}
     w_strides = (width, 1)
-    flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BT": BLOCK_T}
+    flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BB": BLOCK_B,
+             "BD": _block_d(dim), "STEPS": STEPS}
     specs = []
     for dtype in ("fp32", "bf16"):
         for layout, xs in layouts.items():
             fwd_ints = dict(zip(
-                ("seqlen", "dim", "n_tblocks", "stride_xb", "stride_xd", "stride_xl",
+                ("batch", "seqlen", "dim", "stride_xb", "stride_xd", "stride_xl",
                  "stride_ob", "stride_od", "stride_ol", "stride_wd", "stride_wk"),
-                (seqlen, dim, n_tblocks, *xs, *xs, *w_strides), strict=True))
+                (batch, seqlen, dim, *xs, *xs, *w_strides), strict=True))
             specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
-                ints=fwd_ints, num_warps=FWD_NUM_WARPS,
-                constexprs={**flags, "BD": _block_d(dim, FWD_BLOCK_D)},
+                ints=fwd_ints, num_warps=NUM_WARPS, constexprs=flags,
             ))
             bwd_ints = dict(zip(
-                ("seqlen", "dim", "n_tblocks", "n_tiles", "tiles_per_program", "stride_xb", "stride_xd",
+                ("batch", "seqlen", "dim", "rows_per_program", "stride_xb", "stride_xd",
                  "stride_xl", "stride_gb", "stride_gd", "stride_gl", "stride_dxb", "stride_dxd", "stride_dxl",
                  "stride_wd", "stride_wk"),
-                (seqlen, dim, n_tblocks, n_tiles, tiles_per_program, *xs, *xs, *xs, *w_strides), strict=True))
+                (batch, seqlen, dim, rows_per_program, *xs, *xs, *xs, *w_strides), strict=True))
             specs.append(jit_spec(
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
-                ints=bwd_ints, num_warps=BWD_NUM_WARPS,
-                constexprs={**flags, "BD": _block_d(dim, BWD_BLOCK_D), "BW": triton.next_power_of_2(width)},
+                ints=bwd_ints, num_warps=NUM_WARPS, constexprs=flags,
             ))
     return specs
-
