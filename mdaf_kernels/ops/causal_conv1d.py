@@ -19,7 +19,7 @@ import triton.language as tl
 from mdaf_kernels import backend
 from mdaf_kernels._checks import check_shape, check_tensor
 from mdaf_kernels.reference.causal_conv1d import causal_conv1d_bwd_ref, causal_conv1d_ref
-from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, tensor_bytes
 
 WIDTHS = (2, 3, 4)
 ACTIVATIONS = (None, "silu", "swish")
@@ -360,8 +360,21 @@ def compile_specs() -> list[KernelSpec]:
     layouts = {"channel-first": (dim * seqlen, seqlen, 1), "channel-last": (seqlen * dim, 1, dim)}
     w_strides = (width, 1)
     flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BT": BLOCK_T}
+    shape = f"B{batch} D{dim} L{seqlen} W{width}"
     specs = []
     for dtype in ("fp32", "bf16"):
+        # For the cost model: x and out (forward), x, dout and dx (backward) once, plus the weight and
+        # bias (and their gradients); the backward adds its fp32 dweight and dbias partials. SiLU (and
+        # its derivative) needs one exponential per output element.
+        seq, params = tensor_bytes(dtype, batch, dim, seqlen), tensor_bytes(dtype, dim, width + 1)
+        n_programs = triton.cdiv(n_tiles, tiles_per_program)
+        exps = batch * dim * seqlen
+        fwd_cost = LaunchCost(shape, programs=n_tiles * triton.cdiv(dim, _block_d(dim, FWD_BLOCK_D)),
+                              io_bytes=2 * seq + params, exp_count=exps)
+        bwd_cost = LaunchCost(shape, programs=n_programs * triton.cdiv(dim, _block_d(dim, BWD_BLOCK_D)),
+                              io_bytes=3 * seq + 2 * params, exp_count=exps,
+                              extra_bytes=tensor_bytes("fp32", n_programs, width + 1, dim),
+                              loop_trips=(tiles_per_program,))
         for layout, xs in layouts.items():
             fwd_ints = dict(zip(
                 ("seqlen", "dim", "n_tblocks", "stride_xb", "stride_xd", "stride_xl",
@@ -370,7 +383,7 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
-                ints=fwd_ints, num_warps=FWD_NUM_WARPS,
+                ints=fwd_ints, num_warps=FWD_NUM_WARPS, cost=fwd_cost,
                 constexprs={**flags, "BD": _block_d(dim, FWD_BLOCK_D)},
             ))
             bwd_ints = dict(zip(
@@ -382,7 +395,7 @@ def compile_specs() -> list[KernelSpec]:
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
-                ints=bwd_ints, num_warps=BWD_NUM_WARPS,
+                ints=bwd_ints, num_warps=BWD_NUM_WARPS, cost=bwd_cost,
                 constexprs={**flags, "BD": _block_d(dim, BWD_BLOCK_D), "BW": triton.next_power_of_2(width)},
             ))
     return specs
