@@ -19,7 +19,7 @@ import triton.language as tl
 from mdaf_kernels import backend
 from mdaf_kernels._checks import check_shape, check_tensor
 from mdaf_kernels.reference.causal_conv1d import causal_conv1d_bwd_ref, causal_conv1d_ref
-from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, tensor_bytes
 
 WIDTHS = (2, 3, 4)
 ACTIVATIONS = (None, "silu", "swish")
@@ -370,8 +370,26 @@ def compile_specs() -> list[KernelSpec]:
     w_strides = (width, 1)
     flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BB": BLOCK_B,
              "BD": _block_d(dim), "STEPS": STEPS}
+    shape = f"B{batch} D{dim} L{seqlen} W{width}"
+    n_dblocks = triton.cdiv(dim, _block_d(dim))
+    n_programs = triton.cdiv(batch, rows_per_program)
+    row_blocks = triton.cdiv(rows_per_program, BLOCK_B)  # per backward program
     specs = []
     for dtype in ("fp32", "bf16"):
+        # For the cost model: x and out (forward), x, dout and dx (backward) once, plus the weight and
+        # bias (and their gradients); the backward adds its fp32 dweight and dbias partials. SiLU (and
+        # its derivative) needs one exponential per output element.
+        seq, params = tensor_bytes(dtype, batch, dim, seqlen), tensor_bytes(dtype, dim, width + 1)
+        exps = batch * dim * seqlen
+        fwd_cost = LaunchCost(shape, programs=triton.cdiv(batch, BLOCK_B) * n_dblocks,
+                              io_bytes=2 * seq + params, exp_count=exps,
+                              loop_trips=(triton.cdiv(seqlen, STEPS),))
+        # Loops: the row blocks of a program, inside each the walk over seqlen + width - 1 steps, and
+        # the compiler's copy of the row loop for an empty walk (seqlen + width - 1 <= 0: never here).
+        bwd_cost = LaunchCost(shape, programs=n_programs * n_dblocks,
+                              io_bytes=3 * seq + 2 * params, exp_count=exps,
+                              extra_bytes=tensor_bytes("fp32", n_programs, width + 1, dim),
+                              loop_trips=(row_blocks, row_blocks * triton.cdiv(seqlen + width - 1, STEPS), 0))
         for layout, xs in layouts.items():
             fwd_ints = dict(zip(
                 ("batch", "seqlen", "dim", "stride_xb", "stride_xd", "stride_xl",
@@ -380,7 +398,7 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
-                ints=fwd_ints, num_warps=NUM_WARPS, constexprs=flags,
+                ints=fwd_ints, num_warps=NUM_WARPS, constexprs=flags, cost=fwd_cost,
             ))
             bwd_ints = dict(zip(
                 ("batch", "seqlen", "dim", "rows_per_program", "stride_xb", "stride_xd",
@@ -391,6 +409,6 @@ def compile_specs() -> list[KernelSpec]:
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
-                ints=bwd_ints, num_warps=NUM_WARPS, constexprs=flags,
+                ints=bwd_ints, num_warps=NUM_WARPS, constexprs=flags, cost=bwd_cost,
             ))
     return specs

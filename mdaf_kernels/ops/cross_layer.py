@@ -49,7 +49,7 @@ from mdaf_kernels.reference.cross_layer import (
     gates_with_x0,
     projection_size,
 )
-from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, tensor_bytes
 
 # Tile sizes. The row kernels hold full (padded) rows: [BLOCK_B, BLOCK_N] fp32 tiles, BLOCK_N up to
 # 256 at width 192, so the row block stays small; the weight streams through BLOCK_K-wide tiles. The
@@ -781,12 +781,23 @@ def compile_specs() -> list[KernelSpec]:
                     kernels = (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)) if allow_tf32 else (
                         ("cross_stack_fwd", 2),)
                     for name, layers in kernels:
+                        # For the cost model: x, the layers' weights and biases, y once (the stack
+                        # adds the saved inputs of layers 1.. for the backward); the loops run over
+                        # the layers, and inside them over K tiles of the projection.
+                        cost = LaunchCost(
+                            f"B{batch} W{width} layers {layers}",
+                            programs=triton.cdiv(batch, fwd_meta["BLOCK_B"]),
+                            io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(
+                                dtype, batch, width),
+                            extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
+                            loop_trips=(layers, layers * triton.cdiv(width, fwd_meta["BLOCK_K"])))
                         specs.append(jit_spec(
                             f"{name}[{tag}]", _cross_fwd_kernel,
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
                                                          "lnb_ptr", "y_ptr", "saved_ptr")},
                             ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
                             constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
+                            cost=cost,
                         ))
                     specs.append(jit_spec(
                         f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,

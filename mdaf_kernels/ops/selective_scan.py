@@ -39,7 +39,7 @@ from mdaf_kernels.reference.selective_scan import (
     selective_scan_chunked_bwd,
     selective_scan_chunked_fwd,
 )
-from mdaf_kernels.tools.kernel_spec import KernelSpec, jit_spec
+from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, tensor_bytes
 
 # Largest state size the kernels support (the backward holds a (BLOCK_D, N) tile per accumulator).
 MAX_DSTATE = 64
@@ -546,10 +546,32 @@ def selective_scan_fn(
 
 
 # ----------------------------------------------------------------------------- compile report
+def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fwd_block_d: int,
+                  bwd_block_d: int) -> tuple[LaunchCost, LaunchCost]:
+    """What the forward and backward launches must do at this shape (D, z, delta_bias, softplus; one
+    group), for the cost model: inputs and outputs once, plus the checkpoints and fp32 partials."""
+    shape = f"B{batch} D{dim} L{seqlen} N{dstate}"
+    seq = tensor_bytes(dtype, batch, dim, seqlen)  # u, delta, z, out, dout and their gradients
+    bc = tensor_bytes(dtype, batch, 1, dstate, seqlen)  # B, C and their gradients
+    params = tensor_bytes("fp32", dim, dstate) + 2 * tensor_bytes("fp32", dim)  # A, D, delta_bias
+    ckpt = tensor_bytes("fp32", batch, num_checkpoints(seqlen), dim, dstate)
+    fwd_blocks, bwd_blocks = triton.cdiv(dim, fwd_block_d), triton.cdiv(dim, bwd_block_d)
+    # dB and dC per channel block, dA, dD and d delta_bias per batch element
+    partials = (2 * tensor_bytes("fp32", batch, bwd_blocks, dstate, seqlen)
+                + tensor_bytes("fp32", batch, dim, dstate) + 2 * tensor_bytes("fp32", batch, dim))
+    exps = batch * dim * seqlen * dstate  # one exp2 per state element and step
+    fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=4 * seq + 2 * bc + params,
+                     extra_bytes=ckpt, exp_count=exps, loop_trips=(seqlen,))
+    n_chunks = triton.cdiv(seqlen, CHUNK)
+    bwd = LaunchCost(shape, programs=bwd_blocks * batch, io_bytes=7 * seq + 4 * bc + 2 * params,
+                     extra_bytes=ckpt + partials, exp_count=exps, loop_trips=(n_chunks, n_chunks * dstate))
+    return fwd, bwd
+
+
 def compile_specs() -> list[KernelSpec]:
     """Both kernels at the MDAF shape (batch 2048, dim 128, L 50, N 32) with D, z, delta_bias and
     softplus, fp32 and bf16 I/O, specialised as a JIT launch at that shape would be."""
-    dim, seqlen, dstate = 128, 50, 32
+    batch, dim, seqlen, dstate = 2048, 128, 50, 32
     fwd_block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // triton.next_power_of_2(dstate)), dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
     ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "n_groups": 1,
@@ -564,11 +586,14 @@ def compile_specs() -> list[KernelSpec]:
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
             "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
         fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
+        fwd_cost, bwd_cost = _launch_costs(dtype, batch, dim, seqlen, dstate, fwd_block_d, bwd_block_d)
         specs.append(jit_spec(
             f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers=pointers, ints=fwd_ints,
-            constexprs=dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), num_warps=FWD_NUM_WARPS))
+            constexprs=dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), num_warps=FWD_NUM_WARPS,
+            cost=fwd_cost))
         specs.append(jit_spec(
             f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers=pointers, ints=ints,
-            constexprs=dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), num_warps=BWD_NUM_WARPS))
+            constexprs=dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), num_warps=BWD_NUM_WARPS,
+            cost=bwd_cost))
     return specs
 

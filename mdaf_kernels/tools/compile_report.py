@@ -29,7 +29,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mdaf_kernels.tools import cost_model
+
 DEFAULT_TARGETS = (80, 90)
+# How far a kernel's bound may grow above its committed figure before --expected fails.
+EXPECTED_TOLERANCE = 0.10
 WARP_SIZE = 32
 
 _RES_FUNCTION = re.compile(r"^\s*Function\s+(\S+?):?\s*$")
@@ -56,6 +60,8 @@ class Row:
     tensor_core_instructions: int | None = None
     num_warps: int | None = None
     error: str | None = None
+    cost: dict | None = None  # the cost model's figures, for specs that describe their launch
+    cost_error: str | None = None
 
     @property
     def spills(self) -> bool:
@@ -153,6 +159,12 @@ def compile_one(op: str, name: str, capability: int) -> Row:
     row.shared_bytes = fields.get("SHARED", 0) + int(getattr(compiled.metadata, "shared", 0) or 0)
     for key, value in parse_sass(sass).items():
         setattr(row, key, value)
+    if spec.cost is not None:
+        try:
+            row.cost = cost_model.kernel_cost(sass, spec.cost, row.target, registers=row.registers,
+                                              shared_bytes=row.shared_bytes, num_warps=spec.num_warps)
+        except cost_model.CostModelError as exc:
+            row.cost_error = f"{spec.name} on {row.target}: {exc}"
     return row
 
 
@@ -162,6 +174,14 @@ def _run_cuobjdump(flag: str, cubin: Path) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"cuobjdump {flag} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def _aligned(headers: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
+    widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    table = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    table += [fmt.format(*line) for line in lines]
+    return "\n".join(line.rstrip() for line in table)
 
 
 def format_table(rows: list[Row]) -> str:
@@ -176,11 +196,71 @@ def format_table(rows: list[Row]) -> str:
         values = (row.kernel, row.target, row.num_warps, row.registers, row.stack_bytes, row.local_bytes,
                   row.shared_bytes, load, row.tensor_core_instructions, status)
         lines.append(tuple("-" if v is None else str(v) for v in values))
-    widths = [max([len(h), *(len(line[i]) for line in lines)]) for i, h in enumerate(headers)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    table = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
-    table += [fmt.format(*line) for line in lines]
-    return "\n".join(line.rstrip() for line in table)
+    return _aligned(headers, lines)
+
+
+COST_HEADERS = ("kernel", "GPU", "shape", "programs", "res/SM", "waves", "loop instr", "MUFU", "BAR",
+                "SHFL", "LDG", "STG", "instr/thread", "MB moved", "issue us", "MUFU us", "HBM us", "bound us",
+                "floor us", "bound/floor")
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f}" if seconds < 1e-4 else f"{seconds * 1e6:.0f}"
+
+
+def cost_lines(rows: list[Row]) -> list[tuple[str, ...]]:
+    """One line of cost-model figures per costed row (see COST_HEADERS)."""
+    lines = []
+    for row in rows:
+        cost = row.cost
+        if cost is None:
+            continue
+        moved = (cost["io_bytes"] + cost["extra_bytes"]) / 1e6
+        extra = cost["extra_bytes"] / 1e6
+        moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f})" if extra else "")
+        lines.append(tuple("-" if v is None else str(v) for v in (
+            row.kernel, cost["gpu"], cost["shape"], cost["programs"], cost["resident_per_sm"],
+            f"{cost['waves']:.2f}", cost["loop_instructions"], cost["loop_mufu"], cost["loop_bar"],
+            cost["loop_shfl"], cost["loop_ldg"], cost["loop_stg"], f"{cost['thread_instructions']:.0f}",
+            moved_text, _us(cost["issue_s"]), _us(cost["mufu_s"]), _us(cost["hbm_s"]),
+            f"{_us(cost['bound_s'])} {cost['binding']}", f"{_us(cost['floor_s'])} {cost['floor_kind']}",
+            f"{cost['ratio']:.2f}")))
+    return lines
+
+
+def format_cost_table(rows: list[Row], *, markdown: bool = False) -> str:
+    lines = cost_lines(rows)
+    if not markdown:
+        return _aligned(COST_HEADERS, lines)
+    table = ["| " + " | ".join(COST_HEADERS) + " |", "|" + "---|" * len(COST_HEADERS)]
+    return "\n".join(table + ["| " + " | ".join(line) + " |" for line in lines])
+
+
+def expected_key(row: Row) -> str:
+    return f"{row.kernel} {row.target}"
+
+
+def check_expected(rows: list[Row], expected: dict[str, float], tolerance: float) -> list[str]:
+    """Problems with the costed rows against the committed bounds (microseconds): a bound more than
+    ``tolerance`` above its committed figure, or a costed kernel with no committed figure."""
+    problems = []
+    for row in rows:
+        if row.cost is None:
+            continue
+        key, bound_us = expected_key(row), row.cost["bound_s"] * 1e6
+        if key not in expected:
+            problems.append(f"{key}: no committed bound (new kernel?): {bound_us:.1f} us")
+        elif bound_us > expected[key] * (1 + tolerance):
+            problems.append(f"{key}: bound {bound_us:.1f} us is {bound_us / expected[key] - 1:+.0%} over the "
+                            f"committed {expected[key]:.1f} us (allowed {tolerance:+.0%})")
+    return problems
+
+
+def updated_expected(rows: list[Row], previous: dict[str, float]) -> dict[str, float]:
+    """The committed bounds with every costed row's bound replaced (rows not compiled keep theirs)."""
+    bounds = dict(previous)
+    bounds.update({expected_key(row): round(row.cost["bound_s"] * 1e6, 2) for row in rows if row.cost})
+    return dict(sorted(bounds.items()))
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -194,6 +274,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="compute capabilities (default: 80 90)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="compile processes")
+    parser.add_argument("--cost", action="store_true",
+                        help="also print the static cost model's table (lower-bound times on H100 and A100); "
+                             "a kernel whose launch description does not fit its SASS fails the run")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="with --cost, write the cost table as "
+                        "markdown")
+    parser.add_argument("--expected", type=Path, metavar="JSON",
+                        help="with --cost, fail when a kernel's bound is more than the file's tolerance "
+                             "above its committed figure (or has none)")
+    parser.add_argument("--update-expected", action="store_true",
+                        help="with --cost --expected, rewrite the committed bounds from this run instead of "
+                             "checking them (say why in the commit)")
     return parser.parse_args(argv)
 
 
@@ -262,7 +353,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(failed)} of {len(rows)} rows failed (compile error, spill or missing op)",
               file=sys.stderr)
         return 1
-    return 0
+    return _report_cost(args, rows) if args.cost else 0
+
+
+def _report_cost(args: argparse.Namespace, rows: list[Row]) -> int:
+    """Print the cost table, write it as markdown, check or update the committed bounds."""
+    print()
+    print(format_cost_table(rows))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(format_cost_table(rows, markdown=True) + "\n")
+    problems = [row.cost_error for row in rows if row.cost_error]
+    if args.expected and args.update_expected:
+        previous = json.loads(args.expected.read_text()) if args.expected.exists() else {}
+        document = {"tolerance": previous.get("tolerance", EXPECTED_TOLERANCE), "unit": "us",
+                    "bounds": updated_expected(rows, previous.get("bounds", {}))}
+        args.expected.parent.mkdir(parents=True, exist_ok=True)
+        args.expected.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {len(document['bounds'])} committed bounds to {args.expected}")
+    elif args.expected:
+        document = json.loads(args.expected.read_text())
+        problems += check_expected(rows, document["bounds"], document["tolerance"])
+    for problem in problems:
+        print(f"cost: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

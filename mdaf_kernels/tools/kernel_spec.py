@@ -5,6 +5,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_DTYPE_BYTES = {"fp64": 8, "fp32": 4, "i64": 8, "i32": 4, "bf16": 2, "fp16": 2, "i8": 1}
+
+
+def tensor_bytes(dtype: str, *shape: int) -> int:
+    """Bytes of a dense tensor of this Triton dtype name ("fp32", "bf16", ...) and shape."""
+    size = _DTYPE_BYTES[dtype]
+    for extent in shape:
+        size *= extent
+    return size
+
+
+@dataclass(frozen=True)
+class LaunchCost:
+    """What one launch at the spec's shape has to do, for the static cost model (``cost_model``).
+
+    ``shape`` names the shape (e.g. "B2048 D128 L50 N32"); ``programs`` is the grid size;
+    ``io_bytes`` the bytes the op must read and write, each input and output once, with its dtype
+    (the HBM floor); ``extra_bytes`` what this kernel must move to or from memory beyond that
+    (partials, checkpoints, saved activations; re-reads that caches can serve are not counted);
+    ``exp_count`` the exponentials the maths needs
+    (the MUFU floor; zero when none is mandatory). ``loop_trips`` says how often each loop of the
+    compiled code runs per program, in the SASS order of the loops (an outer loop before the loops
+    inside it), counting every run of a body: an inner loop of 32 steps inside 2 outer steps is 64.
+    Derive it from the shape and the constexprs, as the kernel's ``range`` bounds do.
+    """
+
+    shape: str
+    programs: int
+    io_bytes: int
+    extra_bytes: int = 0
+    exp_count: int = 0
+    loop_trips: tuple[int, ...] = ()
+
 
 @dataclass(frozen=True)
 class KernelSpec:
@@ -25,6 +58,7 @@ class KernelSpec:
     num_warps: int = 4
     num_stages: int = 3
     divisible_by_16: tuple[str, ...] = ()
+    cost: LaunchCost | None = None
 
 
 def jit_spec(
@@ -36,6 +70,7 @@ def jit_spec(
     constexprs: dict[str, Any],
     num_warps: int,
     num_stages: int = 3,
+    cost: LaunchCost | None = None,
 ) -> KernelSpec:
     """A KernelSpec specialised as a JIT launch with these argument values would be.
 
@@ -44,7 +79,8 @@ def jit_spec(
     allocations are 16-byte aligned, so they get the divisibility hint. ``ints`` gives the integer
     arguments' values: like the JIT, a value of 1 becomes a constexpr and a multiple of 16 gets the
     hint, except for the arguments the kernel lists in ``do_not_specialize``. Any other argument
-    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps).
+    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps). ``cost`` describes the launch
+    for the cost model (``compile_report --cost``).
     """
     # Interpreted kernels (TRITON_INTERPRET=1) carry no parameter metadata; they are never compiled.
     runtime_ints = {p.name for p in getattr(kernel, "params", ()) if p.do_not_specialize}
@@ -68,4 +104,5 @@ def jit_spec(
         else:
             signature[arg] = "fp32"
     return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
-                      divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages)
+                      divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages,
+                      cost=cost)
