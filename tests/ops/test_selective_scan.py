@@ -49,15 +49,18 @@ def grads_of(fn, ins, dout, dlast, **kw):
     return out, last, dict(zip(leaves, grads, strict=True))
 
 
-def check_against_oracle(ins, dtype, *, delta_softplus=True, with_last=True, grad_factor=1.0, gen=None):
+def check_against_oracle(ins, dtype, *, delta_softplus=True, with_last=True, grad_factor=1.0, gen=None,
+                         lengths=None, last_only=False):
     batch, dim, length = ins["u"].shape
     dstate = ins["A"].shape[1]
-    dout = torch.randn(batch, dim, length, generator=gen, dtype=torch.float64)
+    dout = torch.randn(*((batch, dim) if last_only else (batch, dim, length)), generator=gen,
+                       dtype=torch.float64)
     dlast = torch.randn(batch, dim, dstate, generator=gen, dtype=torch.float64) * with_last
     ins64 = {k: None if v is None else v.double().cpu() for k, v in ins.items()}
+    kw = dict(delta_softplus=delta_softplus, last_only=last_only)
     ref_out, ref_last, ref_grads = grads_of(selective_scan_ref, ins64, dout, dlast,
-                                            delta_softplus=delta_softplus)
-    out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast, delta_softplus=delta_softplus)
+                                            lengths=None if lengths is None else lengths.cpu(), **kw)
+    out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast, lengths=lengths, **kw)
     assert out.dtype == dtype and last.dtype == torch.promote_types(dtype, torch.float32)
     assert_close(out, ref_out, dtype, name="out")
     assert_close(last, ref_last, dtype, name="last_state")
@@ -99,6 +102,52 @@ def test_torch_backend_matches_float64_oracle(length, groups, dtype, seeded):
         check_against_oracle(ins, dtype, grad_factor=3.0, gen=seeded)
 
 
+# Per-row lengths: empty rows, a single step, full rows and rows ending inside a later chunk.
+LENGTH_CASES = [
+    # batch, dim, L, N, groups, dtype, lengths
+    pytest.param(2, 20, 1, 4, 0, torch.float32, [0, 1], id="L1"),
+    pytest.param(4, 20, 40, 5, 0, torch.float32, [0, 1, 40, 33], id="L40-mixed"),
+    pytest.param(3, 24, 13, 16, 3, torch.float32, [13, 5, 0], id="L13-grouped"),
+    pytest.param(2, 20, 9, 32, 0, torch.bfloat16, [9, 4], id="L9-N32-bf16"),
+    pytest.param(2, 20, 6, 4, 0, torch.float32, None, id="L6-no-lengths"),
+]
+
+
+@pytest.mark.parametrize("last_only", [False, True], ids=["full", "last_only"])
+@pytest.mark.parametrize("batch, dim, length, dstate, groups, dtype, lengths", LENGTH_CASES)
+@pytest.mark.parametrize("be", ["triton", "torch"])
+def test_lengths_and_last_only_match_float64_oracle(be, batch, dim, length, dstate, groups, dtype, lengths,
+                                                    last_only, seeded, device):
+    dev = device if be == "triton" else torch.device("cpu")
+    ins = make_inputs(batch, dim, length, dstate, dtype, groups=groups, gen=seeded, device=dev)
+    lengths = None if lengths is None else torch.tensor(lengths, device=dev)
+    with backend.use(be):
+        check_against_oracle(ins, dtype, grad_factor=3.0, gen=seeded, lengths=lengths, last_only=last_only)
+
+
+def test_oracle_lengths_equal_truncated_rows_and_last_only_reads_the_last_step(seeded):
+    """The oracle's own semantics: a row with lengths[b] = n is the scan of its first n steps
+    followed by zeros, its last state is that scan's, and last_only reads position n - 1 (0 if n = 0)."""
+    lens = [0, 1, 4, 7]
+    ins = make_inputs(4, 6, 7, 3, torch.float64, gen=seeded)
+    ins = {k: None if v is None else v.double() for k, v in ins.items()}
+    lengths = torch.tensor(lens)
+    out, last = selective_scan_ref(**ins, delta_softplus=True, return_last_state=True, lengths=lengths)
+    out_last = selective_scan_ref(**ins, delta_softplus=True, lengths=lengths, last_only=True)
+    for b, n in enumerate(lens):
+        row = {k: v if v is None or k in ("A", "D", "delta_bias") else v[b:b + 1, ..., :n]
+               for k, v in ins.items()}
+        if n > 0:
+            out_b, last_b = selective_scan_ref(**row, delta_softplus=True, return_last_state=True)
+            torch.testing.assert_close(out[b, :, :n], out_b[0])
+            torch.testing.assert_close(last[b], last_b[0])
+            torch.testing.assert_close(out_last[b], out_b[0, :, -1])
+        else:
+            assert torch.equal(last[b], torch.zeros_like(last[b]))
+            assert torch.equal(out_last[b], torch.zeros_like(out_last[b]))
+        assert torch.equal(out[b, :, n:], torch.zeros_like(out[b, :, n:]))
+
+
 def test_torch_backend_float64_is_exact(seeded):
     ins = make_inputs(2, 6, 70, 8, torch.float64, groups=2, gen=seeded)
     ins = {k: None if v is None else v.double() for k, v in ins.items()}
@@ -122,8 +171,8 @@ def test_no_checkpoints_without_grad(be, seeded, device):
     ins = make_inputs(1, 20, 40, 4, torch.float32, gen=seeded, device=device if be == "triton" else "cpu")
     args = [ins[k] for k in NAMES]
     with backend.use(be):
-        out, _, ckpt = selective_scan_fwd(*args, True, False, True)
-        out_inf, _, ckpt_inf = selective_scan_fwd(*args, True, False, False)
+        out, _, ckpt = selective_scan_fwd(*args, None, True, False, False, True)
+        out_inf, _, ckpt_inf = selective_scan_fwd(*args, None, True, False, False, False)
     assert ckpt.shape[1] == num_checkpoints(40) == 1 and ckpt_inf.shape[1] == 0
     assert torch.equal(out, out_inf)
 
@@ -172,16 +221,19 @@ def test_opcheck(seeded):
     ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
     for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
         ins[k].requires_grad_()
-    args = (*(ins[k] for k in NAMES), True, True, True)
     with backend.use("torch"):
-        torch.library.opcheck(selective_scan_fwd, args)
+        torch.library.opcheck(selective_scan_fwd, (*(ins[k] for k in NAMES), None, True, True, False, True))
+        lengths = torch.tensor([0, 4])
+        torch.library.opcheck(selective_scan_fwd, (*(ins[k] for k in NAMES), lengths, True, True, True, True))
 
 
-def test_opcheck_triton(seeded, device):
+@pytest.mark.parametrize("lengths, last_only", [(None, False), ([3], True)])
+def test_opcheck_triton(lengths, last_only, seeded, device):
     ins = make_inputs(1, 4, 3, 2, torch.float32, gen=seeded, device=device)
     for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
         ins[k].requires_grad_()
-    args = (*(ins[k] for k in NAMES), True, False, True)
+    lengths = None if lengths is None else torch.tensor(lengths, device=device)
+    args = (*(ins[k] for k in NAMES), lengths, True, False, last_only, True)
     with backend.use("triton"):
         torch.library.opcheck(selective_scan_fwd, args)
 
@@ -241,6 +293,12 @@ def _good(**over):
     (dict(B=torch.zeros(1, 3, 2, 3), C=torch.zeros(1, 3, 2, 3)), "B: the number of groups"),
     (dict(z=torch.zeros(1, 4, 3, device="meta")), "z: expected a tensor on cpu"),
     (dict(D=torch.zeros(3)), "D: expected shape"),
+    (dict(lengths=torch.tensor([2.0])), "lengths: expected dtype"),
+    (dict(lengths=torch.tensor([2, 2])), "lengths: expected shape"),
+    (dict(lengths=torch.tensor([[2]])), "lengths: expected a 1-D tensor"),
+    (dict(lengths=torch.tensor([4])), r"lengths: expected values in \[0, L=3\], got values in \[4, 4\]"),
+    (dict(lengths=torch.tensor([-1])), r"lengths: expected values in \[0, L=3\]"),
+    (dict(lengths=torch.tensor([1], device="meta")), "lengths: expected a tensor on cpu"),
 ])
 def test_bad_input_raises_naming_the_argument(over, match):
     with pytest.raises((ValueError, TypeError), match=match):
