@@ -50,12 +50,9 @@ from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, ten
 # Largest state size the kernels support (the backward holds a (BLOCK_D, N) tile per accumulator).
 MAX_DSTATE = 64
 LOG2E = math.log2(math.e)
-FWD_BLOCK_D = 32
-# The forward holds (BLOCK_D, N) state and decay tiles: at most this many elements (N = 64 with
-# BLOCK_D = 32 spilled on sm_90).
-FWD_MAX_TILE = 1024
+# The forward runs one thread per channel: up to 128 channels (4 warps) per program.
+FWD_BLOCK_D = 128
 BWD_BLOCK_D = 16
-FWD_NUM_WARPS = 4
 BWD_NUM_WARPS = 4
 
 
@@ -87,7 +84,7 @@ def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.cons
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
-    dim, seqlen, dstate, heads, n_groups, n_ckpt, n_dblocks,
+    dim, seqlen, heads, n_groups, n_ckpt, n_dblocks,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -95,31 +92,35 @@ def _selective_scan_fwd_kernel(
     STORE_LAST_STATE: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
     LAST_ONLY: tl.constexpr,
+    INT64_OFFSETS: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    DSTATE: tl.constexpr,
 ):
+    # One thread per channel: its DSTATE states are a tuple of [BD] values, so each thread holds a
+    # whole channel's state, does the per-channel work (loads, softplus, gate) once and sums C . h
+    # in its own registers; B_t and C_t are the same for every channel (broadcast scalar loads).
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_d = tl.program_id(0) // n_dblocks, tl.program_id(0) % n_dblocks
     i_b64 = i_b.to(tl.int64)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
-    o_n = tl.arange(0, BLOCK_N)  # [BN]
     m_d = o_d < dim
-    m_n = o_n < dstate
-    m_dn = m_d[:, None] & m_n[None, :]
     # A block of channels lies in one group of B/C (the host picks BLOCK_D so).
     i_g = (i_d * BLOCK_D) // heads
+    if INT64_OFFSETS:
+        o_d = o_d.to(tl.int64)
 
-    # Padded states get A = 0 and B = 0, so they stay 0 and add nothing to C . h.
-    o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
     # Scaled by log2(e) once, so that each step's decay is one exp2.
-    b_A = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634
+    b_A = ()  # DSTATE x [BD]
+    for n in tl.static_range(DSTATE):
+        b_A += (tl.load(A_ptr + o_d * DSTATE + n, mask=m_d, other=0.0).to(tl.float32) * 1.4426950408889634,)
     if HAS_D:
         b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
 
-    # 64-bit batch offsets in the scalar base pointers, 32-bit offsets inside one batch element.
+    # 64-bit batch offsets in the scalar base pointers; offsets inside one batch element are 32-bit
+    # unless the host asks for INT64_OFFSETS (when dim * L or the checkpoints pass 2**31).
     p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z and the full out
     u_ptr += p_bdl
     delta_ptr += p_bdl
@@ -129,32 +130,39 @@ def _selective_scan_fwd_kernel(
         out_ptr += p_bdl
     if HAS_Z:
         z_ptr += p_bdl
-    p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in B and C
+    p_bc = (i_b64 * n_groups + i_g) * DSTATE * seqlen  # offset of (b, g, 0, 0) in B and C
     B_ptr += p_bc
     C_ptr += p_bc
-    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
-    last_state_ptr += i_b64 * dim * dstate
+    ckpt_ptr += i_b64 * n_ckpt * dim * DSTATE
+    last_state_ptr += i_b64 * dim * DSTATE
     p_row = o_d * seqlen  # [BD] offset of (d, 0)
-    p_n = o_n * seqlen  # [BN] offset of (n, 0)
     # The row's steps: padding after lengths[b] would leave the state unchanged, so it is not walked
     # (the host zero-fills the outputs there).
     if HAS_LENGTHS:
         n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
     else:
         n_steps = seqlen
-    b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
+    b_h = (tl.zeros([BLOCK_D], dtype=tl.float32),) * DSTATE  # DSTATE x [BD]
     for t in range(0, n_steps):
+        if INT64_OFFSETS:
+            t = t.to(tl.int64)
         b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
         b_dt = tl.load(delta_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
         if HAS_DELTA_BIAS:
             b_dt += b_bias
         if DELTA_SOFTPLUS:
             b_dt = _softplus(b_dt)
-        b_B = tl.load(B_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-        b_h = tl.exp2(b_dt[:, None] * b_A) * b_h + (b_dt * b_u)[:, None] * b_B[None, :]
+        b_dtu = b_dt * b_u
+        b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
+        b_h_next = ()
+        for n in tl.static_range(DSTATE):
+            b_Bn = tl.load(B_ptr + n * seqlen + t).to(tl.float32)  # scalar, the same for every channel
+            b_hn = tl.exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_Bn
+            b_h_next += (b_hn,)
+            if not LAST_ONLY:
+                b_y += b_hn * tl.load(C_ptr + n * seqlen + t).to(tl.float32)
+        b_h = b_h_next
         if not LAST_ONLY:
-            b_C = tl.load(C_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-            b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
             if HAS_D:
                 b_y += b_D * b_u
             if HAS_Z:
@@ -164,14 +172,18 @@ def _selective_scan_fwd_kernel(
         # Checkpoint k holds the state entering chunk k + 1, for the backward's recomputation.
         i_k = (t + 1) // CHUNK_T - 1
         if ((t + 1) % CHUNK_T == 0) & (i_k < n_ckpt):
-            tl.store(ckpt_ptr + i_k * dim * dstate + o_dn, b_h, mask=m_dn)
+            for n in tl.static_range(DSTATE):
+                tl.store(ckpt_ptr + (i_k * dim + o_d) * DSTATE + n, b_h[n], mask=m_d)
     if LAST_ONLY:
         # One readout at the row's last step (all loads masked off for an empty row: y = 0).
         t_last = n_steps - 1
-        m_dl = m_d & (o_d * 0 + t_last >= 0)  # [BD] (a tensor even when n_steps is a plain int)
+        if INT64_OFFSETS:
+            t_last = t_last.to(tl.int64)
+        m_dl = tl.where(t_last >= 0, m_d, False)  # [BD] (the interpreter cannot AND a scalar into a block)
         b_u = tl.load(u_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)  # [BD]
-        b_C = tl.load(C_ptr + p_n + t_last, mask=m_n & (o_n * 0 + t_last >= 0), other=0.0).to(tl.float32)
-        b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
+        b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
+        for n in tl.static_range(DSTATE):
+            b_y += b_h[n] * tl.load(C_ptr + n * seqlen + t_last, mask=t_last >= 0, other=0.0).to(tl.float32)
         if HAS_D:
             b_y += b_D * b_u
         if HAS_Z:
@@ -179,7 +191,8 @@ def _selective_scan_fwd_kernel(
             b_y *= b_z * tl.sigmoid(b_z)
         tl.store(out_ptr + o_d, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
     if STORE_LAST_STATE:
-        tl.store(last_state_ptr + o_dn, b_h, mask=m_dn)
+        for n in tl.static_range(DSTATE):
+            tl.store(last_state_ptr + o_d * DSTATE + n, b_h[n], mask=m_d)
 
 
 @triton.jit
@@ -196,6 +209,7 @@ def _selective_scan_bwd_kernel(
     HAS_DLAST: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
     LAST_ONLY: tl.constexpr,
+    INT64_OFFSETS: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -209,12 +223,15 @@ def _selective_scan_bwd_kernel(
     m_d = o_d < dim
     m_dn = m_d[:, None] & (o_n < dstate)[None, :]
     i_g = (i_d * BLOCK_D) // heads
+    if INT64_OFFSETS:  # offsets inside one batch element (channel x time, checkpoints) in 64 bits
+        o_d = o_d.to(tl.int64)
+        o_c = o_c.to(tl.int64)
 
     if HAS_D:
         b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
     if HAS_DELTA_BIAS:
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-    # 64-bit batch offsets in the scalar base pointers, 32-bit offsets inside one batch element.
+    # 64-bit batch offsets in the scalar base pointers.
     p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, the full dout and the gradients
     u_ptr += p_bdl
     delta_ptr += p_bdl
@@ -263,6 +280,8 @@ def _selective_scan_bwd_kernel(
     n_chunks = tl.cdiv(n_steps, CHUNK_T)
     for i_rev in range(0, n_chunks):
         i_c = n_chunks - 1 - i_rev
+        if INT64_OFFSETS:
+            i_c = i_c.to(tl.int64)
         o_t = i_c * CHUNK_T + o_c  # [BT]
         m_t = o_t < n_steps
         m = m_d[:, None] & m_t[None, :]  # [BD, BT]
@@ -352,6 +371,19 @@ def _selective_scan_bwd_kernel(
         tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
 
 
+def _fwd_warps(block_d: int) -> int:
+    """One thread per channel (a block of fewer than 32 channels still takes a whole warp)."""
+    return max(1, block_d // 32)
+
+
+def _needs_int64_offsets(dim: int, seqlen: int, dstate: int) -> bool:
+    """Whether an offset inside one batch element can pass 2**31 - 1 in either kernel: (dim, L) in u,
+    delta, z and their gradients, (N, L) in one group of B and C or one block of dB/dC partials,
+    (n_ckpt, dim, N) in the checkpoints. The batch and group offsets are always 64-bit."""
+    reach = max(dim * seqlen, dstate * seqlen, (num_checkpoints(seqlen) + 1) * dim * dstate)
+    return reach >= 2**31
+
+
 def _block_d(cap: int, dim: int, groups: int) -> int:
     """Channels per program: a block must not straddle two B/C groups, so with groups it divides
     ``dim // groups`` (the largest power of two that does, up to ``cap``)."""
@@ -384,19 +416,19 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
         out = torch.empty_like(u) if lengths is None else torch.zeros_like(u)
     last_state = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=torch.float32)
     ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=torch.float32)
-    block_n = triton.next_power_of_2(dstate)
-    block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // block_n), dim, groups)
+    block_d = _block_d(FWD_BLOCK_D, dim, groups)
     n_dblocks = triton.cdiv(dim, block_d)
     _selective_scan_fwd_kernel[(n_dblocks * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         out, last_state, ckpt,
-        dim, seqlen, dstate, dim // groups, groups, n_ckpt, n_dblocks,
+        dim, seqlen, dim // groups, groups, n_ckpt, n_dblocks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
-        HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only, CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
-        num_warps=FWD_NUM_WARPS,
+        HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
+        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate), CHUNK_T=CHUNK,
+        BLOCK_D=block_d, DSTATE=dstate, num_warps=_fwd_warps(block_d),
     )
     return out, last_state, ckpt
 
@@ -427,6 +459,7 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
+        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate),
         CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
         num_warps=BWD_NUM_WARPS,
     )
@@ -674,12 +707,12 @@ def compile_specs() -> list[KernelSpec]:
     softplus, fp32 and bf16 I/O, specialised as a JIT launch at that shape would be: the full output
     without lengths, and the CTR variant (per-row lengths, last position only)."""
     batch, dim, seqlen, dstate = 2048, 128, 50, 32
-    fwd_block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // triton.next_power_of_2(dstate)), dim, 1)
+    fwd_block_d = _block_d(FWD_BLOCK_D, dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
     ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "n_groups": 1,
             "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
     flags = dict(HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, DELTA_SOFTPLUS=True, CHUNK_T=CHUNK,
-                 BLOCK_N=triton.next_power_of_2(dstate))
+                 INT64_OFFSETS=False)
     variants = {"": dict(HAS_LENGTHS=False, LAST_ONLY=False),
                 ",lengths,last_only": dict(HAS_LENGTHS=True, LAST_ONLY=True)}
     specs = []
@@ -696,11 +729,13 @@ def compile_specs() -> list[KernelSpec]:
                                                variant["LAST_ONLY"])
             specs.append(jit_spec(
                 f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel, pointers=pointers,
-                ints=fwd_ints, constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d),
-                num_warps=FWD_NUM_WARPS, cost=fwd_cost))
+                ints=fwd_ints,
+                constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d, DSTATE=dstate),
+                num_warps=_fwd_warps(fwd_block_d), cost=fwd_cost))
             specs.append(jit_spec(
                 f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
                 ints=ints,
-                constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d),
+                constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d,
+                                BLOCK_N=triton.next_power_of_2(dstate)),
                 num_warps=BWD_NUM_WARPS, cost=bwd_cost))
     return specs
