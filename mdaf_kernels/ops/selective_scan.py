@@ -36,6 +36,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from mdaf_kernels import backend
 from mdaf_kernels._checks import check_shape, check_tensor
@@ -50,6 +51,9 @@ from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, ten
 # Largest state size the kernels support (the backward holds a (BLOCK_D, N) tile per accumulator).
 MAX_DSTATE = 64
 LOG2E = math.log2(math.e)
+# Compiled kernels take exp2, log and division from libdevice's fast forms (see _exp2, _log,
+# _fast_div); interpreted ones take tl's (the interpreter has no libdevice).
+FAST_MATH = tl.constexpr(not backend.interpreter_active())
 # The forward runs one thread per channel: up to 128 channels (4 warps) per program.
 FWD_BLOCK_D = 128
 BWD_BLOCK_D = 16
@@ -59,10 +63,42 @@ BWD_NUM_WARPS = 4
 @triton.jit
 def _softplus(x):
     """log(1 + e^x) accurate for very negative x (log1p by Goldberg's trick), x itself above 20."""
-    e = tl.exp(tl.minimum(x, 20.0))
+    e = _exp2(tl.minimum(x, 20.0) * 1.4426950408889634)
     w = 1.0 + e
-    log1p = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    log1p = tl.where(w == 1.0, e, _fast_div(_log(w) * e, w - 1.0))
     return tl.where(x > 20.0, x, log1p)
+
+
+@triton.jit
+def _sigmoid(x):
+    return _fast_div(1.0, 1.0 + _exp2(x * -1.4426950408889634))
+
+
+@triton.jit
+def _exp2(x):
+    """2**x, flushing subnormal results to 0: on a GPU one MUFU.EX2 (libdevice under Triton's FTZ
+    setting), where tl.exp2 adds three instructions to handle them; tl.exp2 in the interpreter,
+    which has no libdevice."""
+    if FAST_MATH:
+        return libdevice.exp2(x)
+    return tl.exp2(x)
+
+
+@triton.jit
+def _log(x):
+    """Natural log as tl.log computes it (lg2.approx), without its subnormal handling on a GPU."""
+    if FAST_MATH:
+        return libdevice.fast_logf(x)
+    return tl.log(x)
+
+
+@triton.jit
+def _fast_div(x, y):
+    """x / y to about 2 ulp (div.approx: one MUFU.RCP and a multiply) on a GPU, where ``/`` is the
+    IEEE-rounded division (a dozen instructions); exact in the interpreter."""
+    if FAST_MATH:
+        return libdevice.fast_dividef(x, y)
+    return x / y
 
 
 @triton.jit
@@ -84,7 +120,8 @@ def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.cons
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
-    dim, seqlen, heads, n_groups, n_ckpt, n_dblocks,
+    dim, seqlen, heads, n_ckpt, n_dblocks,
+    stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -97,9 +134,10 @@ def _selective_scan_fwd_kernel(
     BLOCK_D: tl.constexpr,
     DSTATE: tl.constexpr,
 ):
-    # One thread per channel: its DSTATE states are a tuple of [BD] values, so each thread holds a
-    # whole channel's state, does the per-channel work (loads, softplus, gate) once and sums C . h
-    # in its own registers; B_t and C_t are the same for every channel (broadcast scalar loads).
+    # One thread per channel: its DSTATE states are a tuple of [BD] values, so each thread does the
+    # per-channel work (loads, softplus, gate) once and sums C . h in its own registers. B_t and C_t
+    # are the same for every channel (broadcast loads; with B and C laid out (batch, L, N), as
+    # Mamba's x_proj makes them, the N values of a step are adjacent: immediate offsets).
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_d = tl.program_id(0) // n_dblocks, tl.program_id(0) % n_dblocks
     i_b64 = i_b.to(tl.int64)
@@ -130,9 +168,8 @@ def _selective_scan_fwd_kernel(
         out_ptr += p_bdl
     if HAS_Z:
         z_ptr += p_bdl
-    p_bc = (i_b64 * n_groups + i_g) * DSTATE * seqlen  # offset of (b, g, 0, 0) in B and C
-    B_ptr += p_bc
-    C_ptr += p_bc
+    B_ptr += i_b64 * stride_Bb + i_g * stride_Bg
+    C_ptr += i_b64 * stride_Cb + i_g * stride_Cg
     ckpt_ptr += i_b64 * n_ckpt * dim * DSTATE
     last_state_ptr += i_b64 * dim * DSTATE
     p_row = o_d * seqlen  # [BD] offset of (d, 0)
@@ -143,35 +180,40 @@ def _selective_scan_fwd_kernel(
     else:
         n_steps = seqlen
     b_h = (tl.zeros([BLOCK_D], dtype=tl.float32),) * DSTATE  # DSTATE x [BD]
-    for t in range(0, n_steps):
-        if INT64_OFFSETS:
-            t = t.to(tl.int64)
-        b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-        b_dt = tl.load(delta_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-        if HAS_DELTA_BIAS:
-            b_dt += b_bias
-        if DELTA_SOFTPLUS:
-            b_dt = _softplus(b_dt)
-        b_dtu = b_dt * b_u
-        b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
-        b_h_next = ()
-        for n in tl.static_range(DSTATE):
-            b_Bn = tl.load(B_ptr + n * seqlen + t).to(tl.float32)  # scalar, the same for every channel
-            b_hn = tl.exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_Bn
-            b_h_next += (b_hn,)
+    for t0 in range(0, n_steps, CHUNK_T):
+        for t in range(t0, tl.minimum(t0 + CHUNK_T, n_steps)):
+            if INT64_OFFSETS:
+                t = t.to(tl.int64)
+            b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+            b_dt = tl.load(delta_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+            if HAS_DELTA_BIAS:
+                b_dt += b_bias
+            if DELTA_SOFTPLUS:
+                b_dt = _softplus(b_dt)
+            b_dtu = b_dt * b_u
+            b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
+            p_Bt = B_ptr + t * stride_Bl  # scalar pointers to (state 0, t)
+            p_Ct = C_ptr + t * stride_Cl
+            b_h_next = ()
+            for n in tl.static_range(DSTATE):
+                b_Bn = tl.load(p_Bt + n * stride_Bn).to(tl.float32)  # scalar, the same for every channel
+                b_hn = _exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_Bn
+                b_h_next += (b_hn,)
+                if not LAST_ONLY:
+                    b_y += b_hn * tl.load(p_Ct + n * stride_Cn).to(tl.float32)
+            b_h = b_h_next
             if not LAST_ONLY:
-                b_y += b_hn * tl.load(C_ptr + n * seqlen + t).to(tl.float32)
-        b_h = b_h_next
-        if not LAST_ONLY:
-            if HAS_D:
-                b_y += b_D * b_u
-            if HAS_Z:
-                b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
-                b_y *= b_z * tl.sigmoid(b_z)
-            tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
-        # Checkpoint k holds the state entering chunk k + 1, for the backward's recomputation.
-        i_k = (t + 1) // CHUNK_T - 1
-        if ((t + 1) % CHUNK_T == 0) & (i_k < n_ckpt):
+                if HAS_D:
+                    b_y += b_D * b_u
+                if HAS_Z:
+                    b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
+                    b_y *= b_z * _sigmoid(b_z)
+                tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
+        # Checkpoint k holds the state after chunk k (entering chunk k + 1), for the backward.
+        i_k = t0 // CHUNK_T
+        if INT64_OFFSETS:
+            i_k = i_k.to(tl.int64)
+        if (t0 + CHUNK_T <= n_steps) & (i_k < n_ckpt):
             for n in tl.static_range(DSTATE):
                 tl.store(ckpt_ptr + (i_k * dim + o_d) * DSTATE + n, b_h[n], mask=m_d)
     if LAST_ONLY:
@@ -183,12 +225,13 @@ def _selective_scan_fwd_kernel(
         b_u = tl.load(u_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)  # [BD]
         b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
         for n in tl.static_range(DSTATE):
-            b_y += b_h[n] * tl.load(C_ptr + n * seqlen + t_last, mask=t_last >= 0, other=0.0).to(tl.float32)
+            b_Cn = tl.load(C_ptr + t_last * stride_Cl + n * stride_Cn, mask=t_last >= 0, other=0.0)
+            b_y += b_h[n] * b_Cn.to(tl.float32)
         if HAS_D:
             b_y += b_D * b_u
         if HAS_Z:
             b_z = tl.load(z_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)
-            b_y *= b_z * tl.sigmoid(b_z)
+            b_y *= b_z * _sigmoid(b_z)
         tl.store(out_ptr + o_d, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
     if STORE_LAST_STATE:
         for n in tl.static_range(DSTATE):
@@ -201,7 +244,8 @@ def _selective_scan_bwd_kernel(
     dout_ptr, dlast_ptr, ckpt_ptr,
     du_ptr, ddelta_ptr, dz_ptr,
     dA_part_ptr, dB_part_ptr, dC_part_ptr, dD_part_ptr, dbias_part_ptr,
-    dim, seqlen, dstate, heads, n_groups, n_ckpt, n_dblocks,
+    dim, seqlen, dstate, heads, n_ckpt, n_dblocks,
+    stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
     HAS_DELTA_BIAS: tl.constexpr,
@@ -244,10 +288,9 @@ def _selective_scan_bwd_kernel(
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
-    p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0)
     p_part = (i_b64 * n_dblocks + i_d) * dstate * seqlen  # offset of (b, d-block, 0, 0) in dB/dC partials
-    B_ptr += p_bc
-    C_ptr += p_bc
+    B_ptr += i_b64 * stride_Bb + i_g * stride_Bg
+    C_ptr += i_b64 * stride_Cb + i_g * stride_Cg
     dB_part_ptr += p_part
     dC_part_ptr += p_part
     ckpt_ptr += i_b64 * n_ckpt * dim * dstate
@@ -305,17 +348,17 @@ def _selective_scan_bwd_kernel(
         b_dy = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
         if HAS_Z:
             b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-            b_dy *= b_z * tl.sigmoid(b_z)
+            b_dy *= b_z * _sigmoid(b_z)
 
         b_y = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
         b_ddt = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
         b_du = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
         for n in range(0, dstate):
             b_An = tl.load(A_ptr + o_d * dstate + n, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-            b_Bn = tl.load(B_ptr + n * seqlen + o_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
-            b_Cn = tl.load(C_ptr + n * seqlen + o_t, mask=m_t, other=0.0).to(tl.float32)  # [BT]
+            b_Bn = tl.load(B_ptr + n * stride_Bn + o_t * stride_Bl, mask=m_t, other=0.0).to(tl.float32)
+            b_Cn = tl.load(C_ptr + n * stride_Cn + o_t * stride_Cl, mask=m_t, other=0.0).to(tl.float32)
             b_A2 = (b_An * 1.4426950408889634)[:, None]
-            b_a = tl.exp2(b_dt * b_A2)  # [BD, BT] decay of step t
+            b_a = _exp2(b_dt * b_A2)  # [BD, BT] decay of step t
             b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
             # State entering the chunk: the forward's checkpoint (zero for the first chunk).
             b_h0 = tl.load(ckpt_ptr + ((i_c - 1) * dim + o_d) * dstate + n,
@@ -325,7 +368,7 @@ def _selective_scan_bwd_kernel(
             b_y += b_h * b_Cn[None, :]
 
             # Adjoint, reversed: dh_t = c_t + exp(delta_{t+1} A) dh_{t+1}, c_t = C_t dy_t (+ carry).
-            b_an = tl.exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
+            b_an = _exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
             b_carry_n = tl.sum(tl.where(o_n[None, :] == n, b_carry, 0.0), axis=1)  # [BD]
             b_c = b_dy * b_Cn[None, :] + tl.where(o_c[None, :] == i_last, b_carry_n[:, None], 0.0)
             _, b_dh = tl.associative_scan((b_an, b_c), axis=1, combine_fn=_first_order_combine, reverse=True)
@@ -352,14 +395,14 @@ def _selective_scan_bwd_kernel(
         # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
         if HAS_Z:
             b_dout = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-            b_sig = tl.sigmoid(b_z)
+            b_sig = _sigmoid(b_z)
             b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
             tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
         if DELTA_SOFTPLUS:
             b_dt_pre = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
             if HAS_DELTA_BIAS:
                 b_dt_pre += b_bias[:, None]
-            b_ddt = b_ddt * tl.sigmoid(b_dt_pre)
+            b_ddt = b_ddt * _sigmoid(b_dt_pre)
         b_ddt = tl.where(m, b_ddt, 0.0)
         b_dbias += tl.sum(b_ddt, axis=1)
         tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
@@ -374,6 +417,13 @@ def _selective_scan_bwd_kernel(
 def _fwd_warps(block_d: int) -> int:
     """One thread per channel (a block of fewer than 32 channels still takes a whole warp)."""
     return max(1, block_d // 32)
+
+
+def _bc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    """(batch, group, state, time) strides of B or C, (batch, N, L) or (batch, G, N, L)."""
+    if t.dim() == 3:
+        return t.stride(0), 0, t.stride(1), t.stride(2)
+    return t.stride()
 
 
 def _needs_int64_offsets(dim: int, seqlen: int, dstate: int) -> bool:
@@ -418,12 +468,15 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
     ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=torch.float32)
     block_d = _block_d(FWD_BLOCK_D, dim, groups)
     n_dblocks = triton.cdiv(dim, block_d)
+    # The forward loads a step's N values of B and C at immediate offsets when they are adjacent
+    # (a (batch, L, N) layout, as nn.Mamba's x_proj makes them); other layouts are copied to it.
+    B, C = (t if t.stride(-2) == 1 else t.transpose(-1, -2).contiguous().transpose(-1, -2) for t in (B, C))
     _selective_scan_fwd_kernel[(n_dblocks * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         out, last_state, ckpt,
-        dim, seqlen, dim // groups, groups, n_ckpt, n_dblocks,
+        dim, seqlen, dim // groups, n_ckpt, n_dblocks, *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
@@ -455,7 +508,7 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
         du, ddelta, dz, dA_part, dB_part, dC_part, dD_part, dbias_part,
-        dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], n_dblocks,
+        dim, seqlen, dstate, dim // groups, ckpt.shape[1], n_dblocks, *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
@@ -666,7 +719,9 @@ def selective_scan_fn(
     """
     _check_args(u, delta, A, B, C, D, z, delta_bias, lengths)
     out, last_state, _ = selective_scan_fwd(
-        u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+        # B and C are read through their strides: (batch, L, N) views such as Mamba's x_proj output
+        # need no copy (and give the forward immediate-offset loads).
+        u.contiguous(), delta.contiguous(), A.contiguous(), B, C,
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
         None if delta_bias is None else delta_bias.contiguous(),
         None if lengths is None else lengths.contiguous(),
@@ -694,9 +749,10 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
     partials = (2 * tensor_bytes("fp32", batch, bwd_blocks, dstate, seqlen)
                 + tensor_bytes("fp32", batch, dim, dstate) + 2 * tensor_bytes("fp32", batch, dim))
     exps = batch * dim * seqlen * dstate  # one exp2 per state element and step
-    fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=3 * seq + out + 2 * bc + params,
-                     extra_bytes=ckpt, exp_count=exps, loop_trips=(seqlen,))
     n_chunks = triton.cdiv(seqlen, CHUNK)
+    # Forward loops: the chunks, and inside them the steps.
+    fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=3 * seq + out + 2 * bc + params,
+                     extra_bytes=ckpt, exp_count=exps, loop_trips=(n_chunks, seqlen))
     bwd = LaunchCost(shape, programs=bwd_blocks * batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
                      extra_bytes=ckpt + partials, exp_count=exps, loop_trips=(n_chunks, n_chunks * dstate))
     return fwd, bwd
@@ -709,8 +765,12 @@ def compile_specs() -> list[KernelSpec]:
     batch, dim, seqlen, dstate = 2048, 128, 50, 32
     fwd_block_d = _block_d(FWD_BLOCK_D, dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
-    ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "n_groups": 1,
+    ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim,
             "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
+    # B and C as the forward reads them: (batch, L, N) transposed to (batch, N, L), as nn.Mamba's
+    # x_proj makes them (other layouts are copied to it first).
+    bc_ints = dict(zip(("stride_Bb", "stride_Bg", "stride_Bn", "stride_Bl", "stride_Cb", "stride_Cg",
+                        "stride_Cn", "stride_Cl"), (seqlen * dstate, 0, 1, dstate) * 2, strict=True))
     flags = dict(HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, DELTA_SOFTPLUS=True, CHUNK_T=CHUNK,
                  INT64_OFFSETS=False)
     variants = {"": dict(HAS_LENGTHS=False, LAST_ONLY=False),
@@ -728,13 +788,13 @@ def compile_specs() -> list[KernelSpec]:
             fwd_cost, bwd_cost = _launch_costs(dtype, batch, dim, seqlen, dstate, fwd_block_d, bwd_block_d,
                                                variant["LAST_ONLY"])
             specs.append(jit_spec(
-                f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel, pointers=pointers,
-                ints=fwd_ints,
+                f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel,
+                pointers=pointers, ints={**fwd_ints, **bc_ints},
                 constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d, DSTATE=dstate),
                 num_warps=_fwd_warps(fwd_block_d), cost=fwd_cost))
             specs.append(jit_spec(
                 f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
-                ints=ints,
+                ints={**ints, **bc_ints},
                 constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d,
                                 BLOCK_N=triton.next_power_of_2(dstate)),
                 num_warps=BWD_NUM_WARPS, cost=bwd_cost))
