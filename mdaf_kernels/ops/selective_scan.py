@@ -183,7 +183,7 @@ def _selective_scan_fwd_kernel(
     for t0 in range(0, n_steps, CHUNK_T):
         for t in range(t0, tl.minimum(t0 + CHUNK_T, n_steps)):
             if INT64_OFFSETS:
-                t = t.to(tl.int64)
+                t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
             b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
             b_dt = tl.load(delta_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
             if HAS_DELTA_BIAS:
@@ -212,7 +212,7 @@ def _selective_scan_fwd_kernel(
         # Checkpoint k holds the state after chunk k (entering chunk k + 1), for the backward.
         i_k = t0 // CHUNK_T
         if INT64_OFFSETS:
-            i_k = i_k.to(tl.int64)
+            i_k = tl.cast(i_k, tl.int64)
         if (t0 + CHUNK_T <= n_steps) & (i_k < n_ckpt):
             for n in tl.static_range(DSTATE):
                 tl.store(ckpt_ptr + (i_k * dim + o_d) * DSTATE + n, b_h[n], mask=m_d)
@@ -220,7 +220,7 @@ def _selective_scan_fwd_kernel(
         # One readout at the row's last step (all loads masked off for an empty row: y = 0).
         t_last = n_steps - 1
         if INT64_OFFSETS:
-            t_last = t_last.to(tl.int64)
+            t_last = tl.cast(t_last, tl.int64)
         m_dl = tl.where(t_last >= 0, m_d, False)  # [BD] (the interpreter cannot AND a scalar into a block)
         b_u = tl.load(u_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)  # [BD]
         b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -324,7 +324,7 @@ def _selective_scan_bwd_kernel(
     for i_rev in range(0, n_chunks):
         i_c = n_chunks - 1 - i_rev
         if INT64_OFFSETS:
-            i_c = i_c.to(tl.int64)
+            i_c = tl.cast(i_c, tl.int64)
         o_t = i_c * CHUNK_T + o_c  # [BT]
         m_t = o_t < n_steps
         m = m_d[:, None] & m_t[None, :]  # [BD, BT]

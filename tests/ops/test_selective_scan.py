@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mdaf_kernels import backend
+from mdaf_kernels.ops import selective_scan as scan_ops
 from mdaf_kernels.ops.selective_scan import MAX_DSTATE, selective_scan_fn, selective_scan_fwd
 from mdaf_kernels.reference.selective_scan import num_checkpoints, selective_scan_ref
 from mdaf_kernels.tools.memory import count_saved_tensors
@@ -92,6 +93,39 @@ def test_triton_matches_float64_oracle(batch, dim, length, dstate, groups, dtype
                       has_bias=has_bias, gen=seeded, device=device)
     with backend.use("triton"):
         check_against_oracle(ins, dtype, delta_softplus=softplus, grad_factor=3.0, gen=seeded)
+
+
+@pytest.mark.parametrize("groups", [0, 2])
+def test_triton_reads_B_and_C_through_strides(groups, seeded, device):
+    # B and C as (batch, [G,] L, N) tensors seen as (batch, [G,] N, L), as Mamba's x_proj makes them:
+    # the forward reads them in place, the backward through their strides.
+    ins = make_inputs(2, 12, 37, 6, torch.float32, groups=groups, gen=seeded, device=device)
+    for name in ("B", "C"):
+        ins[name] = ins[name].transpose(-1, -2).contiguous().transpose(-1, -2)
+        assert ins[name].stride(-2) == 1
+    with backend.use("triton"):
+        check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded)
+
+
+@pytest.mark.parametrize("lengths, last_only", [(None, False), ([37, 20], True)])
+def test_int64_offset_path_matches_float64_oracle(lengths, last_only, seeded, device, monkeypatch):
+    monkeypatch.setattr(scan_ops, "_needs_int64_offsets", lambda *sizes: True)
+    ins = make_inputs(2, 12, 37, 6, torch.float32, gen=seeded, device=device)
+    lengths = None if lengths is None else torch.tensor(lengths, device=device)
+    with backend.use("triton"):
+        check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded, lengths=lengths,
+                             last_only=last_only)
+
+
+@pytest.mark.parametrize("dim, seqlen, dstate, expected", [
+    (128, 50, 32, False),  # the MDAF shape
+    (2**16, 2**15, 16, True),  # dim * L = 2**31 (u, delta, z and their gradients)
+    (2**15, 2**16 - 1, 16, False),  # just below
+    (1, 2**26, 32, True),  # N * L = 2**31 (B, C in one group; dB/dC partials)
+    (4096, 2**18, 64, True),  # checkpoints: (8191 + 1) x 4096 x 64 = 2**31, the rest below
+])
+def test_needs_int64_offsets_from_the_sizes(dim, seqlen, dstate, expected):
+    assert scan_ops._needs_int64_offsets(dim, seqlen, dstate) is expected
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
