@@ -7,13 +7,16 @@ Public functions (formulas in ``mdaf_kernels.reference.cross_layer``):
 - ``cross_stack(x, weight, bias=None, *, kind, formula, ln_weight=None, ln_bias=None, eps=1e-5,
   allow_tf32=True)``: ``weight.shape[0]`` layers over ``x`` (which is also ``x0``) in ONE launch.
 
-Forward: one program per block of ``BLOCK_B`` rows computes the GEMM (``tl.dot``, fp32 accumulation,
+Forward: one program per block of at most ``BLOCK_B`` rows (the batch split evenly over one program
+per SM when 16-row blocks would leave SMs idle) computes the GEMM (``tl.dot``, fp32 accumulation,
 a K-loop over weight tiles that stream from L2) and the whole epilogue (bias, ReLU, the DCNv3
 LayerNorm mask and concatenation, gate product, residual) in registers. The stack kernel loops over
 the layers inside the program: each layer's output block is written once (it is the next layer's
 input and is saved for the backward) and, after a CTA barrier, re-read by the same program from L2
-(``.cg`` loads), so the intermediates never make a round trip through another launch. Widths that
-are not a power of two are padded to the next power of two with masks (192 -> 256; DCNv3's half
+(``.cg`` loads), so the intermediates never make a round trip through another launch. The MDAF
+formula's output columns go in 64-wide tiles where the width is a multiple of 64 (192: 3 tiles, no
+padding); other widths, DCNv3 (whose LayerNorm needs the whole row) and the backward are padded to
+the next power of two with masks (100 -> 128; DCNv3's half
 width 96 -> 128).
 
 Backward, per layer from the last to the first (2 launches per layer): a row kernel recomputes the
@@ -34,6 +37,8 @@ values are representable in tf32). Grad outputs have the dtype of the tensor the
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -49,13 +54,17 @@ from mdaf_kernels.reference.cross_layer import (
     gates_with_x0,
     projection_size,
 )
+from mdaf_kernels.tools.cost_model import H100_SXM
 from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, tensor_bytes
 
-# Tile sizes. The row kernels hold full (padded) rows: [BLOCK_B, BLOCK_N] fp32 tiles, BLOCK_N up to
-# 256 at width 192, so the row block stays small; the weight streams through BLOCK_K-wide tiles. The
-# backward row kernel keeps about twice as many tiles live, hence its smaller row block (no spills at
-# 8 warps on sm_80/sm_90 at width 192; 32 rows would need 254-255 registers).
-BLOCK_B_FWD = 32
+# Tile sizes. The row kernels hold [BLOCK_B, BLOCK_N] fp32 tiles: whole (padded) rows in the
+# backward, BLOCK_N up to 256 at width 192, so the row block stays small; the weight streams
+# through BLOCK_K-wide tiles. The backward row kernel keeps about twice as many tiles live (no
+# spills at 8 warps on sm_80/sm_90 at width 192 with 16 rows; 32 rows would need 254-255 registers).
+# The forward's row block: 16 rows (tl.dot's least), so that a batch of 2048 spreads over all SMs.
+BLOCK_B_FWD = 16
+# The forward's column tile where a width is a multiple of it but not a power of two.
+FWD_TILE_N = 64
 BLOCK_B_BWD = 16
 BLOCK_B_INTERPRETER = 16  # several programs even on the tiny test batches
 BLOCK_K = 32
@@ -128,61 +137,64 @@ def _layer_norm_mask(b_c, m_n, lnw_ptr, lnb_ptr, o_n, n_feat, eps):
 @triton.jit
 def _cross_fwd_kernel(
     x_ptr, x0_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, saved_ptr,
-    batch, width, n_feat, num_layers, eps,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    batch, width, n_feat, num_layers, n_programs, eps,
+    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, N_TILES: tl.constexpr, BLOCK_K: tl.constexpr,
     IS_DCNV3: tl.constexpr, IS_ECN: tl.constexpr, GATE_X0: tl.constexpr, HAS_BIAS: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    """``num_layers`` cross layers over one block of rows. Layer l reads its input from x (l = 0) or
-    from the previous layer's output, written by this same program; the last layer writes y, the
-    others write ``saved[l]`` (the backward's saved layer inputs)."""
-    i_b = tl.program_id(0)
-    o_b = i_b * BLOCK_B + tl.arange(0, BLOCK_B)  # [BB]
-    m_b = o_b < batch
-    o_row = o_b.to(tl.int64) * width  # [BB] row offsets
-    o_n = tl.arange(0, BLOCK_N)  # [BN]
-    m_n = o_n < n_feat
-    m_tile = m_b[:, None] & m_n[None, :]  # [BB, BN]
-    p_lo = o_row[:, None] + o_n[None, :]  # [BB, BN]: columns [0, n_feat) of the width
-    p_hi = p_lo + n_feat  # DCNv3's second half: columns [n_feat, 2 n_feat)
+    """``num_layers`` cross layers over the program's share of the rows (batch split evenly over
+    ``n_programs``, at most BLOCK_B each). Layer l reads its input from x (l = 0) or from the
+    previous layer's output, written by this same program; the last layer writes y, the others
+    write ``saved[l]`` (the backward's saved layer inputs). The output columns are N_TILES tiles of
+    BLOCK_N (one for DCNv3, whose LayerNorm needs the whole row)."""
+    i_b = tl.program_id(0).to(tl.int64)
+    row_end = (i_b + 1) * batch // n_programs
+    o_b = i_b * batch // n_programs + tl.arange(0, BLOCK_B)  # [BB]
+    m_b = o_b < row_end
+    o_row = o_b * width  # [BB] row offsets
 
     in_ptr = x_ptr
     for layer in range(num_layers):
         w_layer = w_ptr + layer * n_feat * width
-        b_c = _project(in_ptr, w_layer, o_row, m_b, o_n, m_n, width, BLOCK_B, BLOCK_N, BLOCK_K,
-                       INPUT_PRECISION)  # [BB, BN]
         if layer == num_layers - 1:
             out_ptr = y_ptr
         else:
             out_ptr = saved_ptr + (layer * batch).to(tl.int64) * width
-
-        b_x = tl.load(in_ptr + p_lo, mask=m_tile, other=0.0, cache_modifier=".cg").to(tl.float32)  # [BB, BN]
-        if GATE_X0:
-            b_g = tl.load(x0_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)
-        else:
-            b_g = b_x
-        if IS_DCNV3:
-            b_nrm, b_a, b_rstd, b_lnw = _layer_norm_mask(
-                b_c, m_n, lnw_ptr + layer * n_feat, lnb_ptr + layer * n_feat, o_n, n_feat, eps)
-            b_h = b_c
-            b_h2 = b_c * tl.maximum(b_a, 0.0)
-            if HAS_BIAS:
-                p_b = b_ptr + layer * width + o_n  # [BN]
-                b_h += tl.load(p_b, mask=m_n, other=0.0).to(tl.float32)[None, :]
-                b_h2 += tl.load(p_b + n_feat, mask=m_n, other=0.0).to(tl.float32)[None, :]
-            b_x2 = tl.load(in_ptr + p_hi, mask=m_tile, other=0.0, cache_modifier=".cg").to(tl.float32)
+        for i_n in tl.static_range(N_TILES):
+            o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+            m_n = o_n < n_feat
+            m_tile = m_b[:, None] & m_n[None, :]  # [BB, BN]
+            p_lo = o_row[:, None] + o_n[None, :]  # [BB, BN]: columns o_n of the width
+            b_c = _project(in_ptr, w_layer, o_row, m_b, o_n, m_n, width, BLOCK_B, BLOCK_N, BLOCK_K,
+                           INPUT_PRECISION)  # [BB, BN]
+            b_x = tl.load(in_ptr + p_lo, mask=m_tile, other=0.0, cache_modifier=".cg").to(tl.float32)
             if GATE_X0:
-                b_g2 = tl.load(x0_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+                b_g = tl.load(x0_ptr + p_lo, mask=m_tile, other=0.0).to(tl.float32)
             else:
-                b_g2 = b_x2
-            tl.store(out_ptr + p_hi, (b_x2 + b_g2 * b_h2).to(y_ptr.dtype.element_ty), mask=m_tile)
-        else:
-            b_h = b_c
-            if HAS_BIAS:
-                b_h += tl.load(b_ptr + layer * width + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
-            if IS_ECN:
-                b_h = tl.maximum(b_h, 0.0)
-        tl.store(out_ptr + p_lo, (b_x + b_g * b_h).to(y_ptr.dtype.element_ty), mask=m_tile)
+                b_g = b_x
+            if IS_DCNV3:
+                p_hi = p_lo + n_feat  # DCNv3's second half: columns [n_feat, 2 n_feat)
+                b_nrm, b_a, b_rstd, b_lnw = _layer_norm_mask(
+                    b_c, m_n, lnw_ptr + layer * n_feat, lnb_ptr + layer * n_feat, o_n, n_feat, eps)
+                b_h = b_c
+                b_h2 = b_c * tl.maximum(b_a, 0.0)
+                if HAS_BIAS:
+                    p_b = b_ptr + layer * width + o_n  # [BN]
+                    b_h += tl.load(p_b, mask=m_n, other=0.0).to(tl.float32)[None, :]
+                    b_h2 += tl.load(p_b + n_feat, mask=m_n, other=0.0).to(tl.float32)[None, :]
+                b_x2 = tl.load(in_ptr + p_hi, mask=m_tile, other=0.0, cache_modifier=".cg").to(tl.float32)
+                if GATE_X0:
+                    b_g2 = tl.load(x0_ptr + p_hi, mask=m_tile, other=0.0).to(tl.float32)
+                else:
+                    b_g2 = b_x2
+                tl.store(out_ptr + p_hi, (b_x2 + b_g2 * b_h2).to(y_ptr.dtype.element_ty), mask=m_tile)
+            else:
+                b_h = b_c
+                if HAS_BIAS:
+                    b_h += tl.load(b_ptr + layer * width + o_n, mask=m_n, other=0.0).to(tl.float32)[None, :]
+                if IS_ECN:
+                    b_h = tl.maximum(b_h, 0.0)
+            tl.store(out_ptr + p_lo, (b_x + b_g * b_h).to(y_ptr.dtype.element_ty), mask=m_tile)
         # The next layer reads this block back, in other threads' layout.
         tl.debug_barrier()
         in_ptr = out_ptr
@@ -352,14 +364,41 @@ def _block_b(row_cols: int, backward: bool, allow_tf32: bool, interpreter: bool)
     return max(16, min(rows, 8192 // row_cols))
 
 
+def _column_tiles(n_feat: int, formula: str, backward: bool) -> tuple[int, int]:
+    """(BLOCK_N, N_TILES): the forward of the MDAF formula covers a width that is a multiple of 64
+    but not a power of two with 64-wide tiles (192: 3 x 64, not 256); otherwise one tile, padded
+    to the next power of two (DCNv3's LayerNorm and the backward hold whole rows)."""
+    if not backward and formula == "mdaf" and n_feat % FWD_TILE_N == 0 and n_feat & (n_feat - 1):
+        return FWD_TILE_N, n_feat // FWD_TILE_N
+    return max(16, triton.next_power_of_2(n_feat)), 1
+
+
+def _fwd_programs(batch: int, block_b: int, n_sms: int | None) -> int:
+    """Forward programs: one per BLOCK_B rows, or one per SM when that leaves SMs idle (batch 2048
+    on an H100's 132 SMs: 132 programs of 15 or 16 rows, where 128 of 16 would idle 4 SMs)."""
+    programs = triton.cdiv(batch, block_b)
+    return programs if n_sms is None else max(programs, min(batch, n_sms))
+
+
+def _device_sms(device: torch.device) -> int | None:
+    """The SM count of a CUDA device (None elsewhere: the interpreter has no SMs to fill)."""
+    return _cuda_sms(device) if device.type == "cuda" else None
+
+
+@functools.cache
+def _cuda_sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def _row_constexprs(kind: str, formula: str, n_feat: int, has_bias: bool, allow_tf32: bool,
                     backward: bool, interpreter: bool | None = None) -> dict:
     """Constexprs of the row kernels; ``interpreter=False`` gives the GPU configuration anywhere."""
     interpreter = backend.interpreter_active() if interpreter is None else interpreter
-    block_n = max(16, triton.next_power_of_2(n_feat))
+    block_n, n_tiles = _column_tiles(n_feat, formula, backward)
     row_cols = 2 * block_n if formula == "dcnv3" else block_n
+    tiles = {} if backward else {"N_TILES": n_tiles}
     return dict(
-        BLOCK_B=_block_b(row_cols, backward, allow_tf32, interpreter), BLOCK_N=block_n,
+        BLOCK_B=_block_b(row_cols, backward, allow_tf32, interpreter), BLOCK_N=block_n, **tiles,
         BLOCK_K=BLOCK_K if allow_tf32 else BLOCK_K_IEEE,
         IS_DCNV3=formula == "dcnv3", IS_ECN=kind == "ecn", GATE_X0=gates_with_x0(kind, formula),
         HAS_BIAS=has_bias, INPUT_PRECISION=_precision(allow_tf32),
@@ -388,10 +427,10 @@ def _launch_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, all
     y = torch.empty_like(x)
     saved = x.new_empty((layers - 1, batch, width))
     meta = _row_constexprs(kind, formula, n_feat, bias is not None, allow_tf32, backward=False)
-    grid = (triton.cdiv(batch, meta["BLOCK_B"]),)
-    _cross_fwd_kernel[grid](
+    n_programs = _fwd_programs(batch, meta["BLOCK_B"], _device_sms(x.device))
+    _cross_fwd_kernel[(n_programs,)](
         x, x0, weight, weight if bias is None else bias.contiguous(), lnw, lnb, y, saved if layers > 1 else y,
-        batch, width, n_feat, layers, eps,
+        batch, width, n_feat, layers, n_programs, eps,
         num_warps=_row_warps(meta["BLOCK_N"]), num_stages=_row_stages(allow_tf32), **meta,
     )
     return y, saved
@@ -780,22 +819,26 @@ def compile_specs() -> list[KernelSpec]:
                     tag = f"{formula},{kind},{dtype}" + ("" if allow_tf32 else ",ieee")
                     kernels = (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)) if allow_tf32 else (
                         ("cross_stack_fwd", 2),)
+                    # The grid an H100 launch gets (an A100's: 128 programs of 16 rows on 108 SMs).
+                    n_programs = _fwd_programs(batch, fwd_meta["BLOCK_B"], H100_SXM.sms)
                     for name, layers in kernels:
                         # For the cost model: x, the layers' weights and biases, y once (the stack
                         # adds the saved inputs of layers 1.. for the backward); the loops run over
-                        # the layers, and inside them over K tiles of the projection.
+                        # the layers, and inside them, per column tile, over K tiles of the projection.
+                        k_trips = layers * triton.cdiv(width, fwd_meta["BLOCK_K"])
                         cost = LaunchCost(
                             f"B{batch} W{width} layers {layers}",
-                            programs=triton.cdiv(batch, fwd_meta["BLOCK_B"]),
+                            programs=n_programs,
                             io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(
                                 dtype, batch, width),
                             extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
-                            loop_trips=(layers, layers * triton.cdiv(width, fwd_meta["BLOCK_K"])))
+                            loop_trips=(*(layers,) * (layers > 1), *(k_trips,) * fwd_meta["N_TILES"]))
                         specs.append(jit_spec(
                             f"{name}[{tag}]", _cross_fwd_kernel,
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
                                                          "lnb_ptr", "y_ptr", "saved_ptr")},
-                            ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
+                            ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers,
+                                  "n_programs": n_programs},
                             constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
                             cost=cost,
                         ))

@@ -138,7 +138,7 @@ def test_stack_equals_layer_by_layer(formula, dtype, device, seeded):
 
 
 def test_gpu_row_blocks(monkeypatch, device, seeded):
-    """The row blocks the GPU uses (32 rows forward, 16 backward), also under the interpreter."""
+    """The row blocks the GPU uses (16 rows forward and backward), also under the interpreter."""
     monkeypatch.setattr(cross_layer_ops, "BLOCK_B_INTERPRETER", cross_layer_ops.BLOCK_B_FWD)
     width, formula = 66, "dcnv3"
     x = torch.randn(BATCH, width, device=device, requires_grad=True)
@@ -148,6 +148,24 @@ def test_gpu_row_blocks(monkeypatch, device, seeded):
     grads = _grads(out, dy, {"x": x, **params})
     x64, p64 = _leaf64(x), {k: _leaf64(v) for k, v in params.items()}
     ref = cross_stack_ref(x64, **p64, kind="lcn", formula=formula)
+    _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
+
+
+def test_forward_spreads_rows_over_every_sm(monkeypatch, device, seeded):
+    """With fewer row blocks than SMs the forward runs one program per SM on an even share of the
+    rows (batch 2048 on an H100's 132 SMs: 15 or 16 rows each); here 37 rows over 5 "SMs"."""
+    assert cross_layer_ops._fwd_programs(2048, 16, 132) == 132
+    assert cross_layer_ops._fwd_programs(2048, 16, 108) == 128
+    monkeypatch.setattr(cross_layer_ops, "_device_sms", lambda device: 5)
+    assert cross_layer_ops._fwd_programs(37, cross_layer_ops.BLOCK_B_INTERPRETER, 5) == 5
+    width, formula = 192, "mdaf"
+    x = torch.randn(37, width, device=device, requires_grad=True)
+    params = _params(width, formula, 2, torch.float32, device)
+    out = cross_stack(x, **params, kind="ecn", formula=formula, allow_tf32=False)
+    dy = torch.randn_like(out)
+    grads = _grads(out, dy, {"x": x, **params})
+    x64, p64 = _leaf64(x), {k: _leaf64(v) for k, v in params.items()}
+    ref = cross_stack_ref(x64, **p64, kind="ecn", formula=formula)
     _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
 
 
