@@ -137,21 +137,21 @@ def _layer_norm_mask(b_c, m_n, lnw_ptr, lnb_ptr, o_n, n_feat, eps):
 @triton.jit
 def _cross_fwd_kernel(
     x_ptr, x0_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, saved_ptr,
-    batch, width, n_feat, num_layers, n_programs, eps,
+    batch, width, n_feat, num_layers, rows_per_program, n_longer, eps,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, N_TILES: tl.constexpr, BLOCK_K: tl.constexpr,
     IS_DCNV3: tl.constexpr, IS_ECN: tl.constexpr, GATE_X0: tl.constexpr, HAS_BIAS: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    """``num_layers`` cross layers over the program's share of the rows (batch split evenly over
-    ``n_programs``, at most BLOCK_B each). Layer l reads its input from x (l = 0) or from the
-    previous layer's output, written by this same program; the last layer writes y, the others
-    write ``saved[l]`` (the backward's saved layer inputs). The output columns are N_TILES tiles of
-    BLOCK_N (one for DCNv3, whose LayerNorm needs the whole row)."""
-    i_b = tl.program_id(0).to(tl.int64)
-    row_end = (i_b + 1) * batch // n_programs
-    o_b = i_b * batch // n_programs + tl.arange(0, BLOCK_B)  # [BB]
-    m_b = o_b < row_end
-    o_row = o_b * width  # [BB] row offsets
+    """``num_layers`` cross layers over the program's share of the rows: ``rows_per_program`` rows,
+    one more for the first ``n_longer`` programs (at most BLOCK_B). Layer l reads its input from x
+    (l = 0) or from the previous layer's output, written by this same program; the last layer writes
+    y, the others write ``saved[l]`` (the backward's saved layer inputs). The output columns are
+    N_TILES tiles of BLOCK_N (one for DCNv3, whose LayerNorm needs the whole row)."""
+    i_b = tl.program_id(0)
+    o_bb = tl.arange(0, BLOCK_B)  # [BB]
+    o_b = i_b * rows_per_program + tl.minimum(i_b, n_longer) + o_bb  # [BB]
+    m_b = (o_bb < rows_per_program + (i_b < n_longer)) & (o_b < batch)
+    o_row = o_b.to(tl.int64) * width  # [BB] row offsets
 
     in_ptr = x_ptr
     for layer in range(num_layers):
@@ -430,7 +430,7 @@ def _launch_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, all
     n_programs = _fwd_programs(batch, meta["BLOCK_B"], _device_sms(x.device))
     _cross_fwd_kernel[(n_programs,)](
         x, x0, weight, weight if bias is None else bias.contiguous(), lnw, lnb, y, saved if layers > 1 else y,
-        batch, width, n_feat, layers, n_programs, eps,
+        batch, width, n_feat, layers, batch // n_programs, batch % n_programs, eps,
         num_warps=_row_warps(meta["BLOCK_N"]), num_stages=_row_stages(allow_tf32), **meta,
     )
     return y, saved
@@ -838,7 +838,7 @@ def compile_specs() -> list[KernelSpec]:
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
                                                          "lnb_ptr", "y_ptr", "saved_ptr")},
                             ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers,
-                                  "n_programs": n_programs},
+                                  "rows_per_program": batch // n_programs, "n_longer": batch % n_programs},
                             constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
                             cost=cost,
                         ))
