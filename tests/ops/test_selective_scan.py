@@ -375,7 +375,8 @@ def test_float64_on_triton_raises(seeded):
         selective_scan_fn(**ins)
 
 
-def test_compiles_fullgraph(seeded):
+@pytest.mark.parametrize("be", CPU_BACKENDS)
+def test_compiles_fullgraph(be, seeded):
     """No graph break through the custom ops, forward and backward. aot_eager traces exactly what
     inductor would (fake kernels, autograd registration) without its CPU codegen (~1 min here)."""
     ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
@@ -385,7 +386,7 @@ def test_compiles_fullgraph(seeded):
         out, last = selective_scan_fn(**kw, delta_softplus=True, return_last_state=True)
         return out.sum() + last.sum()
 
-    with backend.use("torch"):
+    with backend.use(runnable(be)):
         eager = f(**leaves)
         (g_eager,) = torch.autograd.grad(eager, [leaves["A"]])
         compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(**leaves)
