@@ -1,9 +1,11 @@
 """The selective scan compiled for CPUs (numba): the path ``selective_scan_fn`` runs on CPU tensors.
 
 Same structure as the Triton kernels: one unit of work per (batch row, channel) walks the row's
-steps once with its N-element state in registers/L1, fusing the discretisation, the C readout, the D
-skip and the SiLU(z) gate. Rows are split into ``PARTS`` contiguous parts run in parallel (numba
-``prange``, as many threads as ``torch.get_num_threads()``).
+steps once with its N-element state in registers/L1, fusing the discretisation, the C readout and
+the D skip. Rows are split into ``PARTS`` contiguous parts run in parallel (numba ``prange``, as many
+threads as ``torch.get_num_threads()``). The elementwise transcendental work around the recurrence
+(delta_bias and softplus, the SiLU(z) gate, and their gradients) runs as torch's vectorised ops on
+the host: as scalar libm calls inside the loop it cost more than the state update itself.
 
 The backward recomputes each (row, channel)'s states and decays into a (L + 1, N) scratch buffer
 (a few KiB per thread, in cache) and runs the adjoint recurrence ``dh_t = exp(delta_{t+1} A) dh_{t+1}
