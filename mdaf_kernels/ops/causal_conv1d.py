@@ -349,6 +349,26 @@ def causal_conv1d_fn(
     return causal_conv1d_fwd(x, weight, bias, silu)
 
 
+def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, width: int) -> tuple[LaunchCost, LaunchCost]:
+    """What the forward and backward launches must do (bias and SiLU), for the cost model: x and out
+    (forward), x, dout and dx (backward) once, the weight and bias (and their gradients); the
+    backward adds its fp32 dweight and dbias partials. SiLU (and its derivative) needs one
+    exponential per element."""
+    shape = f"B{batch} D{dim} L{seqlen} W{width}"
+    seq, params = tensor_bytes(dtype, batch, dim, seqlen), tensor_bytes(dtype, dim, width + 1)
+    n_tiles = batch * triton.cdiv(seqlen, BLOCK_T)
+    tiles_per_program = triton.cdiv(n_tiles, min(n_tiles, BWD_MAX_PROGRAMS))
+    n_programs = triton.cdiv(n_tiles, tiles_per_program)
+    exps = batch * dim * seqlen
+    fwd = LaunchCost(shape, programs=n_tiles * triton.cdiv(dim, _block_d(dim, FWD_BLOCK_D)),
+                     io_bytes=2 * seq + params, exp_count=exps)
+    bwd = LaunchCost(shape, programs=n_programs * triton.cdiv(dim, _block_d(dim, BWD_BLOCK_D)),
+                     io_bytes=3 * seq + 2 * params, exp_count=exps,
+                     extra_bytes=tensor_bytes("fp32", n_programs, width + 1, dim),
+                     loop_trips=(tiles_per_program,))
+    return fwd, bwd
+
+
 def compile_specs() -> list[KernelSpec]:
     """The forward and backward kernels at the MDAF shape (batch 2048, dim 128, seqlen 50, width 4,
     bias and SiLU), fp32 and bf16, for x laid out channel-first (batch, dim, seqlen contiguous) and
@@ -360,21 +380,11 @@ def compile_specs() -> list[KernelSpec]:
     layouts = {"channel-first": (dim * seqlen, seqlen, 1), "channel-last": (seqlen * dim, 1, dim)}
     w_strides = (width, 1)
     flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BT": BLOCK_T}
-    shape = f"B{batch} D{dim} L{seqlen} W{width}"
     specs = []
     for dtype in ("fp32", "bf16"):
-        # For the cost model: x and out (forward), x, dout and dx (backward) once, plus the weight and
-        # bias (and their gradients); the backward adds its fp32 dweight and dbias partials. SiLU (and
-        # its derivative) needs one exponential per output element.
-        seq, params = tensor_bytes(dtype, batch, dim, seqlen), tensor_bytes(dtype, dim, width + 1)
-        n_programs = triton.cdiv(n_tiles, tiles_per_program)
-        exps = batch * dim * seqlen
-        fwd_cost = LaunchCost(shape, programs=n_tiles * triton.cdiv(dim, _block_d(dim, FWD_BLOCK_D)),
-                              io_bytes=2 * seq + params, exp_count=exps)
-        bwd_cost = LaunchCost(shape, programs=n_programs * triton.cdiv(dim, _block_d(dim, BWD_BLOCK_D)),
-                              io_bytes=3 * seq + 2 * params, exp_count=exps,
-                              extra_bytes=tensor_bytes("fp32", n_programs, width + 1, dim),
-                              loop_trips=(tiles_per_program,))
+        # The cost model's launches: the MDAF shape and a larger one compiled the same way.
+        fwd_costs, bwd_costs = zip(*(_launch_costs(dtype, b, dim, length, width)
+                                     for b, length in ((batch, seqlen), (8192, 200))), strict=True)
         for layout, xs in layouts.items():
             fwd_ints = dict(zip(
                 ("seqlen", "dim", "n_tblocks", "stride_xb", "stride_xd", "stride_xl",
@@ -383,7 +393,7 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
-                ints=fwd_ints, num_warps=FWD_NUM_WARPS, cost=fwd_cost,
+                ints=fwd_ints, num_warps=FWD_NUM_WARPS, costs=fwd_costs,
                 constexprs={**flags, "BD": _block_d(dim, FWD_BLOCK_D)},
             ))
             bwd_ints = dict(zip(
@@ -395,7 +405,7 @@ def compile_specs() -> list[KernelSpec]:
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
-                ints=bwd_ints, num_warps=BWD_NUM_WARPS, cost=bwd_cost,
+                ints=bwd_ints, num_warps=BWD_NUM_WARPS, costs=bwd_costs,
                 constexprs={**flags, "BD": _block_d(dim, BWD_BLOCK_D), "BW": triton.next_power_of_2(width)},
             ))
     return specs

@@ -761,6 +761,19 @@ def cross_stack(
 # ----------------------------------------------------------------------------------------------------
 
 
+def _fwd_launch_cost(dtype: str, batch: int, width: int, n_feat: int, layers: int, meta: dict) -> LaunchCost:
+    """What a forward launch must do, for the cost model: x, the layers' weights and biases and y
+    once (a stack adds the saved inputs of layers 1.. for the backward). Its loops run over the
+    layers (none for one layer: ``num_layers`` = 1 is a constant) and, inside, over the projection's
+    K tiles."""
+    k_tiles = triton.cdiv(width, meta["BLOCK_K"])
+    return LaunchCost(
+        f"B{batch} W{width} layers {layers}", programs=triton.cdiv(batch, meta["BLOCK_B"]),
+        io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(dtype, batch, width),
+        extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
+        loop_trips=((layers,) if layers > 1 else ()) + (layers * k_tiles,))
+
+
 def compile_specs() -> list[KernelSpec]:
     """Layer/stack forward, row backward and the backward GEMMs at the MDAF shape (batch 2048, width
     192, 2 layers for the stack), both formulas, fp32 (tf32) and bf16."""
@@ -781,23 +794,15 @@ def compile_specs() -> list[KernelSpec]:
                     kernels = (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)) if allow_tf32 else (
                         ("cross_stack_fwd", 2),)
                     for name, layers in kernels:
-                        # For the cost model: x, the layers' weights and biases, y once (the stack
-                        # adds the saved inputs of layers 1.. for the backward); the loops run over
-                        # the layers, and inside them over K tiles of the projection.
-                        cost = LaunchCost(
-                            f"B{batch} W{width} layers {layers}",
-                            programs=triton.cdiv(batch, fwd_meta["BLOCK_B"]),
-                            io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(
-                                dtype, batch, width),
-                            extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
-                            loop_trips=(layers, layers * triton.cdiv(width, fwd_meta["BLOCK_K"])))
+                        costs = tuple(_fwd_launch_cost(dtype, b, width, n_feat, layers, fwd_meta)
+                                      for b in (batch, 8192))
                         specs.append(jit_spec(
                             f"{name}[{tag}]", _cross_fwd_kernel,
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
                                                          "lnb_ptr", "y_ptr", "saved_ptr")},
                             ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers},
                             constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
-                            cost=cost,
+                            costs=costs,
                         ))
                     specs.append(jit_spec(
                         f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,

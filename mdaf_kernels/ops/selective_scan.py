@@ -586,14 +586,16 @@ def compile_specs() -> list[KernelSpec]:
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
             "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
         fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
-        fwd_cost, bwd_cost = _launch_costs(dtype, batch, dim, seqlen, dstate, fwd_block_d, bwd_block_d)
+        # The cost model's launches: the MDAF shape and a larger one compiled the same way.
+        fwd_costs, bwd_costs = zip(*(_launch_costs(dtype, b, dim, length, dstate, fwd_block_d, bwd_block_d)
+                                     for b, length in ((batch, seqlen), (8192, 200))), strict=True)
         specs.append(jit_spec(
             f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers=pointers, ints=fwd_ints,
             constexprs=dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), num_warps=FWD_NUM_WARPS,
-            cost=fwd_cost))
+            costs=fwd_costs))
         specs.append(jit_spec(
             f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers=pointers, ints=ints,
             constexprs=dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), num_warps=BWD_NUM_WARPS,
-            cost=bwd_cost))
+            costs=bwd_costs))
     return specs
 

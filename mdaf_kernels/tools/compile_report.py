@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mdaf_kernels.tools import cost_model
@@ -60,7 +60,7 @@ class Row:
     tensor_core_instructions: int | None = None
     num_warps: int | None = None
     error: str | None = None
-    cost: dict | None = None  # the cost model's figures, for specs that describe their launch
+    costs: list[dict] = field(default_factory=list)  # the cost model's figures, one per described launch
     cost_error: str | None = None
 
     @property
@@ -110,11 +110,17 @@ def cuobjdump_path() -> Path:
     return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
 
 
+def op_module(op: str) -> str:
+    """An op's module: ``mdaf_kernels.ops.<op>``, or ``op`` itself when it is a dotted module path
+    (e.g. ``mdaf_kernels.tools.calibration``)."""
+    return op if "." in op else f"mdaf_kernels.ops.{op}"
+
+
 def _load_specs(op: str) -> list:
-    module = importlib.import_module(f"mdaf_kernels.ops.{op}")
+    module = importlib.import_module(op_module(op))
     compile_specs = getattr(module, "compile_specs", None)
     if compile_specs is None:
-        raise AttributeError(f"mdaf_kernels.ops.{op} defines no compile_specs()")
+        raise AttributeError(f"{op_module(op)} defines no compile_specs()")
     return list(compile_specs())
 
 
@@ -159,12 +165,12 @@ def compile_one(op: str, name: str, capability: int) -> Row:
     row.shared_bytes = fields.get("SHARED", 0) + int(getattr(compiled.metadata, "shared", 0) or 0)
     for key, value in parse_sass(sass).items():
         setattr(row, key, value)
-    if spec.cost is not None:
-        try:
-            row.cost = cost_model.kernel_cost(sass, spec.cost, row.target, registers=row.registers,
-                                              shared_bytes=row.shared_bytes, num_warps=spec.num_warps)
-        except cost_model.CostModelError as exc:
-            row.cost_error = f"{spec.name} on {row.target}: {exc}"
+    try:
+        row.costs = [cost_model.kernel_cost(sass, cost, row.target, registers=row.registers,
+                                            shared_bytes=row.shared_bytes, num_warps=spec.num_warps)
+                     for cost in spec.costs]
+    except cost_model.CostModelError as exc:
+        row.cost_error = f"{spec.name} on {row.target}: {exc}"
     return row
 
 
@@ -211,10 +217,7 @@ def _us(seconds: float) -> str:
 def cost_lines(rows: list[Row]) -> list[tuple[str, ...]]:
     """One line of cost-model figures per costed row (see COST_HEADERS)."""
     lines = []
-    for row in rows:
-        cost = row.cost
-        if cost is None:
-            continue
+    for row, cost in _costed(rows):
         moved = (cost["io_bytes"] + cost["extra_bytes"]) / 1e6
         extra = cost["extra_bytes"] / 1e6
         moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f})" if extra else "")
@@ -236,18 +239,20 @@ def format_cost_table(rows: list[Row], *, markdown: bool = False) -> str:
     return "\n".join(table + ["| " + " | ".join(line) + " |" for line in lines])
 
 
-def expected_key(row: Row) -> str:
-    return f"{row.kernel} {row.target}"
+def _costed(rows: list[Row]) -> list[tuple[Row, dict]]:
+    return [(row, cost) for row in rows for cost in row.costs]
+
+
+def expected_key(row: Row, cost: dict) -> str:
+    return f"{row.kernel} {row.target} {cost['shape']}"
 
 
 def check_expected(rows: list[Row], expected: dict[str, float], tolerance: float) -> list[str]:
     """Problems with the costed rows against the committed bounds (microseconds): a bound more than
     ``tolerance`` above its committed figure, or a costed kernel with no committed figure."""
     problems = []
-    for row in rows:
-        if row.cost is None:
-            continue
-        key, bound_us = expected_key(row), row.cost["bound_s"] * 1e6
+    for row, cost in _costed(rows):
+        key, bound_us = expected_key(row, cost), cost["bound_s"] * 1e6
         if key not in expected:
             problems.append(f"{key}: no committed bound (new kernel?): {bound_us:.1f} us")
         elif bound_us > expected[key] * (1 + tolerance):
@@ -259,7 +264,7 @@ def check_expected(rows: list[Row], expected: dict[str, float], tolerance: float
 def updated_expected(rows: list[Row], previous: dict[str, float]) -> dict[str, float]:
     """The committed bounds with every costed row's bound replaced (rows not compiled keep theirs)."""
     bounds = dict(previous)
-    bounds.update({expected_key(row): round(row.cost["bound_s"] * 1e6, 2) for row in rows if row.cost})
+    bounds.update({expected_key(row, cost): round(cost["bound_s"] * 1e6, 2) for row, cost in _costed(rows)})
     return dict(sorted(bounds.items()))
 
 
@@ -267,7 +272,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mdaf_kernels.tools.compile_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", nargs="+", metavar="NAME",
-                        help="ops to report (default: mdaf_kernels.ops.OPS)")
+                        help="ops to report (default: mdaf_kernels.ops.OPS); a dotted name is a module "
+                             "with compile_specs(), e.g. mdaf_kernels.tools.calibration")
     parser.add_argument("--kernels", nargs="+", metavar="TEXT",
                         help="only kernels whose name contains one of these strings")
     parser.add_argument("--targets", nargs="+", type=int, default=list(DEFAULT_TARGETS), metavar="CC",

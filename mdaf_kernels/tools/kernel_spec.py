@@ -58,7 +58,7 @@ class KernelSpec:
     num_warps: int = 4
     num_stages: int = 3
     divisible_by_16: tuple[str, ...] = ()
-    cost: LaunchCost | None = None
+    costs: tuple[LaunchCost, ...] = ()
 
 
 def jit_spec(
@@ -70,7 +70,7 @@ def jit_spec(
     constexprs: dict[str, Any],
     num_warps: int,
     num_stages: int = 3,
-    cost: LaunchCost | None = None,
+    costs: tuple[LaunchCost, ...] = (),
 ) -> KernelSpec:
     """A KernelSpec specialised as a JIT launch with these argument values would be.
 
@@ -79,8 +79,10 @@ def jit_spec(
     allocations are 16-byte aligned, so they get the divisibility hint. ``ints`` gives the integer
     arguments' values: like the JIT, a value of 1 becomes a constexpr and a multiple of 16 gets the
     hint, except for the arguments the kernel lists in ``do_not_specialize``. Any other argument
-    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps). ``cost`` describes the launch
-    for the cost model (``compile_report --cost``).
+    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps). ``costs`` describe launches of
+    this compiled kernel for the cost model (``compile_report --cost``): the MDAF shape and a larger
+    one whose integer arguments specialise the same way (none equal to 1, the same ones multiples of
+    16), so that one binary serves both.
     """
     # Interpreted kernels (TRITON_INTERPRET=1) carry no parameter metadata; they are never compiled.
     runtime_ints = {p.name for p in getattr(kernel, "params", ()) if p.do_not_specialize}
@@ -105,4 +107,4 @@ def jit_spec(
             signature[arg] = "fp32"
     return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
                       divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages,
-                      cost=cost)
+                      costs=costs)
