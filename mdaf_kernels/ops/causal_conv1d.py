@@ -384,7 +384,7 @@ def compile_specs() -> list[KernelSpec]:
     for dtype in ("fp32", "bf16"):
         # The cost model's launches: the MDAF shape and a larger one compiled the same way.
         fwd_costs, bwd_costs = zip(*(_launch_costs(dtype, b, dim, length, width)
-                                     for b, length in ((batch, seqlen), (8192, 200))), strict=True)
+                                     for b, length in ((batch, seqlen), (batch, 200))), strict=True)
         for layout, xs in layouts.items():
             fwd_ints = dict(zip(
                 ("seqlen", "dim", "n_tblocks", "stride_xb", "stride_xd", "stride_xl",

@@ -588,7 +588,7 @@ def compile_specs() -> list[KernelSpec]:
         fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
         # The cost model's launches: the MDAF shape and a larger one compiled the same way.
         fwd_costs, bwd_costs = zip(*(_launch_costs(dtype, b, dim, length, dstate, fwd_block_d, bwd_block_d)
-                                     for b, length in ((batch, seqlen), (8192, 200))), strict=True)
+                                     for b, length in ((batch, seqlen), (batch, 200))), strict=True)
         specs.append(jit_spec(
             f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers=pointers, ints=fwd_ints,
             constexprs=dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), num_warps=FWD_NUM_WARPS,
