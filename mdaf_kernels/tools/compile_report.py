@@ -220,10 +220,13 @@ def cost_lines(rows: list[Row]) -> list[tuple[str, ...]]:
     for row, cost in _costed(rows):
         moved = (cost["io_bytes"] + cost["extra_bytes"]) / 1e6
         extra = cost["extra_bytes"] / 1e6
+        conditional = cost["loop_conditional"]
         moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f})" if extra else "")
         lines.append(tuple("-" if v is None else str(v) for v in (
             row.kernel, cost["gpu"], cost["shape"], cost["programs"], cost["resident_per_sm"],
-            f"{cost['waves']:.2f}", cost["loop_instructions"], cost["loop_mufu"], cost["loop_bar"],
+            f"{cost['waves']:.2f}",
+            f"{cost['loop_instructions']}" + (f" ({conditional} cond)" if conditional else ""),
+            cost["loop_mufu"], cost["loop_bar"],
             cost["loop_shfl"], cost["loop_ldg"], cost["loop_stg"], f"{cost['thread_instructions']:.0f}",
             moved_text, _us(cost["issue_s"]), _us(cost["mufu_s"]), _us(cost["hbm_s"]),
             f"{_us(cost['bound_s'])} {cost['binding']}", f"{_us(cost['floor_s'])} {cost['floor_kind']}",

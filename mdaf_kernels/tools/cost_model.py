@@ -82,6 +82,7 @@ class LoopProfile:
     dynamic: Counts
     hot_loop: Counts  # the body (own instructions) of the loop that issues the most (or the kernel)
     hot_loop_trips: int
+    hot_loop_conditional: int  # of the hot loop's instructions, those a forward branch can skip
     loops: int
 
 
@@ -103,14 +104,14 @@ def profile(sass_text: str, loop_trips: tuple[int, ...]) -> LoopProfile:
                              f"{len(loop_trips)}: {loop_trips}")
     dynamic = straight_line(instructions, loops)
     # Without loops the whole kernel is the "loop body", run once.
-    hot: tuple[float, Counts, int] = (-1.0, dynamic, 1)
+    hot: tuple[float, Counts, int, int] = (-1.0, dynamic, 1, 0)
     for loop, trips in zip(loops, loop_trips, strict=True):
         dynamic = dynamic + loop.own.scaled(trips)
         weight = loop.own.instructions * trips
         if weight > hot[0]:
-            hot = (weight, loop.own, trips)
-    _, hot_loop, hot_trips = hot
-    return LoopProfile(dynamic, hot_loop, hot_trips, len(loops))
+            hot = (weight, loop.own, trips, loop.conditional)
+    _, hot_loop, hot_trips, conditional = hot
+    return LoopProfile(dynamic, hot_loop, hot_trips, conditional, len(loops))
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def kernel_cost(sass_text: str, cost: LaunchCost, target: str, *, registers: int
         "loops": loops.loops,
         "hot_loop_trips": loops.hot_loop_trips,
         "loop_instructions": hot.instructions,
+        "loop_conditional": loops.hot_loop_conditional,
         "loop_mufu": hot.mufu,
         "loop_bar": hot.bar,
         "loop_shfl": hot.shfl,

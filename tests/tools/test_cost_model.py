@@ -63,6 +63,7 @@ def test_loops_nest_by_address_and_own_counts_leave_inner_loops_out():
     assert inner.own.instructions == 5 and inner.own.mufu == 1 and inner.own.shfl == 1
     assert outer.counts.instructions == 11 and outer.own.instructions == 6
     assert outer.own.bar == 1 and outer.own.mufu == 0
+    assert outer.conditional == 0 and inner.conditional == 0
     assert dict(outer.own.ldg) == {16: 1} and dict(outer.own.stg) == {64: 1}
     # Outside the loops: 4 before, STG + EXIT + the padding self-branch after; NOPs are not issued.
     rest = straight_line(instructions, [outer, inner])
@@ -76,6 +77,22 @@ def test_profile_weights_each_body_by_its_trips_and_picks_the_hot_loop():
     assert loops.hot_loop.instructions == 5 and loops.hot_loop_trips == 30
     # An outer loop that runs far more often becomes the hot one.
     assert cost_model.profile(SASS_TEXT, (100, 100)).hot_loop.instructions == 6
+
+
+def test_instructions_a_forward_branch_can_skip_are_marked_conditional():
+    # A store every k-th trip: "@P0 BRA" over one STG inside a one-level loop.
+    text = """
+        /*0000*/                   S2R R0, SR_TID.X ;
+        /*0010*/                   FADD R1, R1, R2 ;
+        /*0020*/               @P0 BRA 0x40 ;
+        /*0030*/                   STG.E desc[UR4][R2.64], R1 ;
+        /*0040*/                   ISETP.NE.AND P1, PT, R3, RZ, PT ;
+        /*0050*/               @P1 BRA 0x10 ;
+        /*0060*/                   EXIT ;
+    """
+    (loop,) = find_loops(parse_instructions(text))
+    assert (loop.own.instructions, loop.conditional) == (5, 1)
+    assert cost_model.profile(text, (7,)).hot_loop_conditional == 1
 
 
 def test_profile_refuses_trips_that_do_not_match_the_loops():
