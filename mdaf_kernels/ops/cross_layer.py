@@ -774,6 +774,36 @@ def _fwd_launch_cost(dtype: str, batch: int, width: int, n_feat: int, layers: in
         loop_trips=((layers,) if layers > 1 else ()) + (layers * k_tiles,))
 
 
+def _bwd_rows_launch_cost(dtype: str, batch: int, width: int, n_feat: int, formula: str,
+                          meta: dict) -> LaunchCost:
+    """One middle layer's row backward, for the cost model: x, x0, the layer's parameters and the fp32
+    dy once, dx and dx0 (read, accumulated, written) in fp32; it adds dc (fp32, the dW GEMM's input)
+    and the per-block partials of db (and of the LayerNorm's parameters). Its loops run over the K
+    tiles of the recomputed projection, then over those of dc @ W."""
+    n_blocks = triton.cdiv(batch, meta["BLOCK_B"])
+    partials = tensor_bytes("fp32", n_blocks, width) + (
+        tensor_bytes("fp32", 2, n_blocks, n_feat) if formula == "dcnv3" else 0)
+    return LaunchCost(
+        f"B{batch} W{width}", programs=n_blocks,
+        io_bytes=2 * tensor_bytes(dtype, batch, width) + tensor_bytes(dtype, n_feat, width + 1)
+        + 4 * tensor_bytes("fp32", batch, width),
+        extra_bytes=tensor_bytes("fp32", batch, n_feat) + partials,
+        loop_trips=(triton.cdiv(width, meta["BLOCK_K"]), triton.cdiv(n_feat, meta["BLOCK_K"])))
+
+
+def _dw_gemm_launch_cost(dtype: str, batch: int, width: int, meta: dict) -> LaunchCost:
+    """dW = dc.T @ x as split-K partials, for the cost model: dc (fp32) and x once and dW once; the
+    other splits' partials are extra. Its loop runs over the BLOCK_K tiles of one split."""
+    splits = triton.cdiv(batch, DW_ROWS_PER_SPLIT)
+    return LaunchCost(
+        f"B{batch} W{width}",
+        programs=triton.cdiv(width, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"]) * splits,
+        io_bytes=tensor_bytes("fp32", batch, width) + tensor_bytes(dtype, batch, width)
+        + tensor_bytes("fp32", width, width),
+        extra_bytes=tensor_bytes("fp32", splits - 1, width, width),
+        loop_trips=(triton.cdiv(DW_ROWS_PER_SPLIT, meta["BLOCK_K"]),))
+
+
 def compile_specs() -> list[KernelSpec]:
     """Layer/stack forward, row backward and the backward GEMMs at the MDAF shape (batch 2048, width
     192, 2 layers for the stack), both formulas, fp32 (tf32) and bf16."""
@@ -814,6 +844,8 @@ def compile_specs() -> list[KernelSpec]:
                         ints={"batch": batch, "width": width, "n_feat": n_feat},
                         constexprs={**bwd_meta, "ACCUMULATE_DX0": True, "FOLD_DX0": False}, num_warps=warps,
                         num_stages=_row_stages(allow_tf32),
+                        costs=tuple(_bwd_rows_launch_cost(dtype, b, width, n_feat, formula, bwd_meta)
+                                    for b in (batch, 8192)),
                     ))
         for allow_tf32 in (True, False) if dtype == "fp32" else (True,):
             block_m, block_n, block_k = _gemm_blocks(allow_tf32)
@@ -827,6 +859,7 @@ def compile_specs() -> list[KernelSpec]:
                       "stride_ak": width, "stride_bk": width, "stride_bn": 1, "stride_cs": width * width,
                       "stride_cm": width},
                 constexprs=gemm_meta, num_warps=4,
+                costs=tuple(_dw_gemm_launch_cost(dtype, b, width, gemm_meta) for b in (batch, 8192)),
             ))
     return specs
 

@@ -2,6 +2,8 @@
 
     python -m mdaf_kernels.tools.compile_report [--ops NAME ...] [--kernels TEXT ...]
                                                 [--targets 80 90] [--json PATH] [--jobs N]
+                                                [--cost [--markdown PATH]
+                                                 [--expected JSON [--update-expected]]]
 
 Each module in ``mdaf_kernels.ops.OPS`` (or the ``--ops`` subset) lists its kernels at the MDAF
 shapes through ``compile_specs()``. Each spec is compiled with ``triton.compile`` for
@@ -9,6 +11,13 @@ shapes through ``compile_specs()``. Each spec is compiled with ``triton.compile`
 stack and local bytes (spills), shared memory, the widest global load in the SASS and the count of
 tensor-core instructions (HMMA/HGMMA). Exit status 1 on any compile failure, any spill (STACK or
 LOCAL above zero) or a listed op whose module or ``compile_specs`` is missing.
+
+``--cost`` adds the static cost model (``mdaf_kernels.tools.cost_model``) for every spec that carries
+a ``LaunchCost``, from the same compilation: the hot loop's counts, occupancy, bytes and lower-bound
+times on H100 (sm_90) and A100 (sm_80). It then also fails when a launch description does not fit
+its SASS, and, with ``--expected JSON``, when a bound grows more than the file's tolerance (10%)
+above its committed figure; ``--update-expected`` rewrites the file instead. Method and limits:
+benchmarks/README.md, "Static cost model".
 
 Kernels must be real ``@triton.jit`` functions, so this never runs under the Triton interpreter:
 with ``TRITON_INTERPRET=1`` in the environment the tool re-runs itself in a subprocess without it.
@@ -369,6 +378,9 @@ def _report_cost(args: argparse.Namespace, rows: list[Row]) -> int:
     """Print the cost table, write it as markdown, check or update the committed bounds."""
     print()
     print(format_cost_table(rows))
+    uncosted = sorted({row.kernel for row in rows if not row.costs and not row.cost_error})
+    if uncosted:
+        print(f"not costed (their compile_specs() give no LaunchCost): {', '.join(uncosted)}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(format_cost_table(rows, markdown=True) + "\n")

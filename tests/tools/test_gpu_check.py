@@ -33,13 +33,16 @@ def test_arguments():
     args = gpu_check.parse_args(["--quick", "--skip-tests", "--repo", "/x", "--bench-timeout", "60",
                                  "--out", "/tmp/o"])
     assert args.quick and args.skip_tests and args.repo == Path("/x") and args.bench_timeout == 60
-    assert args.out == Path("/tmp/o") and args.tests_timeout == 90 and args.cost_timeout == 60
+    assert args.out == Path("/tmp/o") and args.tests_timeout == gpu_check.QUICK_TIMEOUTS_S["tests"]
+    assert args.cost_timeout == gpu_check.QUICK_TIMEOUTS_S["cost"]
     defaults = gpu_check.parse_args([])
     assert not defaults.quick and defaults.out is None
     assert defaults.tests_timeout + defaults.cost_timeout + defaults.bench_timeout <= 11 * 60
     # --quick: every step's share of the 5-minute budget.
     quick = gpu_check.parse_args(["--quick"])
-    assert quick.tests_timeout + quick.cost_timeout + quick.bench_timeout <= gpu_check.QUICK_BUDGET_S == 300
+    assert quick.tests_timeout + quick.cost_timeout + quick.bench_timeout <= gpu_check.QUICK_BUDGET_S
+    # ... leaving room for the start-up and each step's grace after Ctrl-C within 5 minutes.
+    assert gpu_check.QUICK_BUDGET_S + 3 * gpu_check.INTERRUPT_GRACE_S <= 290
 
 
 def test_quick_runs_the_kernel_benches_first():
@@ -140,6 +143,10 @@ def test_plan_runs_tests_then_benchmarks_or_the_pytest_free_fallback():
     assert [
         s.name for s in gpu_check.plan(gpu_check.parse_args(["--skip-tests"]), REPO, have_pytest=True, env={})
     ] == ["benchmarks"]
+    quick = gpu_check.plan(gpu_check.parse_args(["--quick"]), REPO, have_pytest=True, env={})
+    assert quick[0].argv[-2:] == ["tests/ops", "tests/nn"]
+    assert quick[0].timeout_s == gpu_check.QUICK_TIMEOUTS_S["tests"]
+    assert all((REPO / path).is_dir() for path in gpu_check.QUICK_TEST_PATHS)
     fallback = gpu_check.plan(args, REPO, have_pytest=False, env={})
     assert len(fallback) == 1 and fallback[0].argv[-1].endswith("benchmarks/model_cases.py")
 
