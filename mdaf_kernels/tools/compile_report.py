@@ -273,9 +273,10 @@ def check_expected(rows: list[Row], expected: dict[str, float], tolerance: float
     return problems
 
 
-def updated_expected(rows: list[Row], previous: dict[str, float]) -> dict[str, float]:
-    """The committed bounds with every costed row's bound replaced (rows not compiled keep theirs)."""
-    bounds = dict(previous)
+def updated_expected(rows: list[Row], previous: dict[str, float], *, partial: bool) -> dict[str, float]:
+    """The costed rows' bounds; a ``partial`` run (some ops, kernels or targets) keeps the committed
+    figures of what it did not compile, a full run drops those of kernels that are gone."""
+    bounds = dict(previous) if partial else {}
     bounds.update({expected_key(row, cost): round(cost["bound_s"] * 1e6, 2) for row, cost in _costed(rows)})
     return dict(sorted(bounds.items()))
 
@@ -374,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     return _report_cost(args, rows) if args.cost else 0
 
 
+def _partial(args: argparse.Namespace) -> bool:
+    return bool(args.ops or args.kernels) or sorted(args.targets) != sorted(DEFAULT_TARGETS)
+
+
 def _report_cost(args: argparse.Namespace, rows: list[Row]) -> int:
     """Print the cost table, write it as markdown, check or update the committed bounds."""
     print()
@@ -388,7 +393,7 @@ def _report_cost(args: argparse.Namespace, rows: list[Row]) -> int:
     if args.expected and args.update_expected:
         previous = json.loads(args.expected.read_text()) if args.expected.exists() else {}
         document = {"tolerance": previous.get("tolerance", EXPECTED_TOLERANCE), "unit": "us",
-                    "bounds": updated_expected(rows, previous.get("bounds", {}))}
+                    "bounds": updated_expected(rows, previous.get("bounds", {}), partial=_partial(args))}
         args.expected.parent.mkdir(parents=True, exist_ok=True)
         args.expected.write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {len(document['bounds'])} committed bounds to {args.expected}")

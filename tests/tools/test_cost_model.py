@@ -152,8 +152,11 @@ def test_expected_bounds_fail_above_the_tolerance_or_when_missing():
     assert "no committed bound" in missing
     # Rows without a launch description are not costed.
     assert compile_report.check_expected([Row(op="op", kernel="x", target="sm_80")], expected, 0.1) == []
-    updated = compile_report.updated_expected([_row("k", 50.0), _row("k", 7.0, "B2")], expected)
+    rows = [_row("k", 50.0), _row("k", 7.0, "B2")]
+    updated = compile_report.updated_expected(rows, expected, partial=True)
     assert updated == {"gone sm_90 B1": 5.0, "k sm_90 B1": 50.0, "k sm_90 B2": 7.0}
+    assert compile_report.updated_expected(rows, expected, partial=False) == {"k sm_90 B1": 50.0,
+                                                                                "k sm_90 B2": 7.0}
 
 
 def test_cost_table_has_one_line_per_launch_and_a_markdown_form():
