@@ -1,5 +1,6 @@
 """mdaf_kernels.tools.gpu_check, the parts that run without a GPU."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -183,3 +184,40 @@ def test_report_prints_steps_then_the_target_table_last():
     lines = text.splitlines()
     assert lines[-5].startswith("target") and lines[-1].endswith("MISS") and lines[-2].endswith("PASS")
     assert gpu_check.report(steps, None, []).endswith("This run wrote no results file.")
+
+
+def test_main_writes_every_result_file_into_out(monkeypatch, tmp_path, capsys):
+    # A checkout with no tests or benches; the steps are faked as a GPU run would leave their files.
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+    (repo / "benchmarks" / "conftest.py").write_text("")
+    (repo / "pyproject.toml").write_text('[project]\nname = "mdaf-kernels"\n')
+    out = tmp_path / "out"
+    device = "NVIDIA H100 80GB HBM3"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(gpu_check.bench_results, "device_name", lambda *a: device)
+    scan = dict(batch=2048, dim=128, seqlen=50, dstate=32)
+    ran = []
+
+    def fake_run_step(step, cwd):
+        ran.append(step.name)
+        if step.name == "cost model":
+            rows = [_cost_row("selective_scan_fwd[fp32]", "B2048 D128 L50 N32", 500e-6, 100e-6)]
+            Path(step.argv[step.argv.index("--json") + 1]).write_text(json.dumps(rows))
+        elif step.name == "benchmarks":
+            record = {**_bench_row("selective_scan", "forward", "fp32", 600e-6, **scan), "fullname": "scan"}
+            gpu_check.bench_results.write_results(repo / "benchmarks" / "results", device,
+                                                  [*gpu_results()["benchmarks"], record], {}, replace=True)
+            (repo / "benchmarks" / "results" / "README.md").write_text("# results\n")
+        return gpu_check.StepResult(step.name, 0, 1.0, "ok")
+
+    monkeypatch.setattr(gpu_check, "run_step", fake_run_step)
+    assert gpu_check.main(["--repo", str(repo), "--quick", "--out", str(out)]) == 0
+    assert ran == ["tests", "cost model", "benchmarks"]
+    names = {p.name for p in out.iterdir()}
+    assert {"cost-rows.json", "measured-vs-bound.md", "gpu_check-summary.txt", "nvidia-h100-80gb-hbm3.json",
+            "README.md"} <= names
+    assert "| 600.0 | 500.0 | 100.0 | 1.20 | 6.00 |" in (out / "measured-vs-bound.md").read_text()
+    summary = (out / "gpu_check-summary.txt").read_text()
+    assert "sm_90 costed as an H100 SXM" in summary and summary.strip() in capsys.readouterr().out
