@@ -214,9 +214,9 @@ def format_table(rows: list[Row]) -> str:
     return _aligned(headers, lines)
 
 
-COST_HEADERS = ("kernel", "GPU", "shape", "programs", "res/SM", "waves", "loop instr", "MUFU", "BAR",
-                "SHFL", "LDG", "STG", "instr/thread", "MB moved", "issue us", "MUFU us", "HBM us", "bound us",
-                "floor us", "bound/floor")
+COST_HEADERS = ("kernel", "GPU", "shape", "programs", "regs", "smem", "res/SM", "waves", "loop instr", "MUFU",
+                "BAR", "SHFL", "LDG", "STG", "instr/thread", "MB moved", "issue us", "MUFU us", "HBM us",
+                "bound us", "floor us", "bound/floor")
 
 
 def _us(seconds: float) -> str:
@@ -230,9 +230,12 @@ def cost_lines(rows: list[Row]) -> list[tuple[str, ...]]:
         moved = (cost["io_bytes"] + cost["extra_bytes"]) / 1e6
         extra = cost["extra_bytes"] / 1e6
         conditional = cost["loop_conditional"]
-        moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f})" if extra else "")
+        # Extra traffic (partials, checkpoints) as a share of the op's own inputs and outputs.
+        share = f", {cost['extra_bytes'] / cost['io_bytes']:.0%}" if cost["io_bytes"] else ""
+        moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f}{share})" if extra else "")
         lines.append(tuple("-" if v is None else str(v) for v in (
-            row.kernel, cost["gpu"], cost["shape"], cost["programs"], cost["resident_per_sm"],
+            row.kernel, cost["gpu"], cost["shape"], cost["programs"], row.registers, row.shared_bytes,
+            cost["resident_per_sm"],
             f"{cost['waves']:.2f}",
             f"{cost['loop_instructions']}" + (f" ({conditional} cond)" if conditional else ""),
             cost["loop_mufu"], cost["loop_bar"],
