@@ -233,16 +233,14 @@ def cost_lines(rows: list[Row]) -> list[tuple[str, ...]]:
         # Extra traffic (partials, checkpoints) as a share of the op's own inputs and outputs.
         share = f", {cost['extra_bytes'] / cost['io_bytes']:.0%}" if cost["io_bytes"] else ""
         moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f}{share})" if extra else "")
+        loop_instructions = f"{cost['loop_instructions']}" + (f" ({conditional} cond)" if conditional else "")
         lines.append(tuple("-" if v is None else str(v) for v in (
             row.kernel, cost["gpu"], cost["shape"], cost["programs"], row.registers, row.shared_bytes,
-            cost["resident_per_sm"],
-            f"{cost['waves']:.2f}",
-            f"{cost['loop_instructions']}" + (f" ({conditional} cond)" if conditional else ""),
-            cost["loop_mufu"], cost["loop_bar"],
-            cost["loop_shfl"], cost["loop_ldg"], cost["loop_stg"], f"{cost['thread_instructions']:.0f}",
-            moved_text, _us(cost["issue_s"]), _us(cost["mufu_s"]), _us(cost["hbm_s"]),
-            f"{_us(cost['bound_s'])} {cost['binding']}", f"{_us(cost['floor_s'])} {cost['floor_kind']}",
-            f"{cost['ratio']:.2f}")))
+            cost["resident_per_sm"], f"{cost['waves']:.2f}", loop_instructions, cost["loop_mufu"],
+            cost["loop_bar"], cost["loop_shfl"], cost["loop_ldg"], cost["loop_stg"],
+            f"{cost['thread_instructions']:.0f}", moved_text, _us(cost["issue_s"]), _us(cost["mufu_s"]),
+            _us(cost["hbm_s"]), f"{_us(cost['bound_s'])} {cost['binding']}",
+            f"{_us(cost['floor_s'])} {cost['floor_kind']}", f"{cost['ratio']:.2f}")))
     return lines
 
 

@@ -27,8 +27,9 @@ class LaunchCost:
     ``exp_count`` the exponentials the maths needs
     (the MUFU floor; zero when none is mandatory). ``loop_trips`` says how often each loop of the
     compiled code runs per program, in the SASS order of the loops (an outer loop before the loops
-    inside it), counting every run of a body: an inner loop of 32 steps inside 2 outer steps is 64.
-    Derive it from the shape and the constexprs, as the kernel's ``range`` bounds do.
+    inside it), counting every run of a body: an inner loop of 32 steps inside 2 outer steps is 64
+    (the average over programs where they differ). Derive it from the shape and the constexprs, as
+    the kernel's ``range`` bounds do.
     """
 
     shape: str
