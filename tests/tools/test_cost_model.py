@@ -216,3 +216,16 @@ def test_calibration_kernels_land_on_their_floors_and_the_guard_works(tmp_path):
     bounds = json.loads(expected.read_text())["bounds"]
     assert bounds["calibration_copy sm_90 n 4866048"] == pytest.approx(38.93e6 / 3.35e12 * 1e6, rel=1e-3)
     assert len(bounds) == 4
+
+
+def test_a_launch_description_that_does_not_fit_fails_the_cost_report(capsys, tmp_path):
+    args = compile_report._parse_args(["--cost", "--markdown", str(tmp_path / "cost.md")])
+    fitting = _row("k", 10.0)
+    fitting.costs = [cost_model.kernel_cost(SASS_TEXT, LaunchCost("B1", 132, 10**6, loop_trips=(3, 30)),
+                                            "sm_90", registers=32, shared_bytes=0, num_warps=4)]
+    broken = Row(op="op", kernel="broken", target="sm_90",
+                 cost_error="broken on sm_90: the SASS has 2 loop(s)")
+    assert compile_report._report_cost(args, [fitting]) == 0
+    assert compile_report._report_cost(args, [fitting, broken]) == 1
+    assert "cost: broken on sm_90: the SASS has 2 loop(s)" in capsys.readouterr().err
+    assert (tmp_path / "cost.md").read_text().count("| k |") == 1
