@@ -72,6 +72,7 @@ def jit_spec(
     num_warps: int,
     num_stages: int = 3,
     costs: tuple[LaunchCost, ...] = (),
+    cost: LaunchCost | None = None,
 ) -> KernelSpec:
     """A KernelSpec specialised as a JIT launch with these argument values would be.
 
@@ -83,7 +84,7 @@ def jit_spec(
     that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps). ``costs`` describe launches of
     this compiled kernel for the cost model (``compile_report --cost``): the MDAF shape and a larger
     one whose integer arguments specialise the same way (none equal to 1, the same ones multiples of
-    16), so that one binary serves both.
+    16), so that one binary serves both; ``cost`` is short for ``costs=(cost,)`` (one launch).
     """
     # Interpreted kernels (TRITON_INTERPRET=1) carry no parameter metadata; they are never compiled.
     runtime_ints = {p.name for p in getattr(kernel, "params", ()) if p.do_not_specialize}
@@ -108,4 +109,4 @@ def jit_spec(
             signature[arg] = "fp32"
     return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
                       divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages,
-                      costs=costs)
+                      costs=(*costs, cost) if cost is not None else costs)

@@ -229,3 +229,16 @@ def test_a_launch_description_that_does_not_fit_fails_the_cost_report(capsys, tm
     assert compile_report._report_cost(args, [fitting, broken]) == 1
     assert "cost: broken on sm_90: the SASS has 2 loop(s)" in capsys.readouterr().err
     assert (tmp_path / "cost.md").read_text().count("| k |") == 1
+
+
+def test_jit_spec_takes_one_launch_or_several():
+    from mdaf_kernels.tools import calibration
+    from mdaf_kernels.tools.kernel_spec import jit_spec
+
+    copy, exp2 = calibration.compile_specs()
+    assert len(copy.costs) == 1 and exp2.costs[0].loop_trips == (calibration.EXP2_REPEATS,)
+    small, large = LaunchCost("B1", 1, 8), LaunchCost("B2", 2, 16)
+    spec = dict(pointers={"x_ptr": "fp32", "y_ptr": "fp32"}, ints={}, constexprs={"BLOCK": 16}, num_warps=1)
+    assert jit_spec("k", calibration._copy_kernel, cost=small, **spec).costs == (small,)
+    assert jit_spec("k", calibration._copy_kernel, costs=(small,), cost=large, **spec).costs == (small, large)
+    assert jit_spec("k", calibration._copy_kernel, **spec).costs == ()
