@@ -360,6 +360,28 @@ def causal_conv1d_fn(
     return causal_conv1d_fwd(x, weight, bias, silu)
 
 
+def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, width: int) -> tuple[LaunchCost, LaunchCost]:
+    """What the forward and backward launches must do (bias and SiLU), for the cost model: x and out
+    (forward), x, dout and dx (backward) once, the weight and bias (and their gradients); the
+    backward adds its fp32 dweight and dbias partials. SiLU (and its derivative) needs one
+    exponential per element. The forward's loop walks the steps; the backward's loops run over a
+    program's row blocks, inside each over seqlen + width - 1 steps, plus the compiler's copy of the
+    row loop for an empty walk (seqlen + width - 1 <= 0: never run)."""
+    shape = f"B{batch} D{dim} L{seqlen} W{width}"
+    seq, params = tensor_bytes(dtype, batch, dim, seqlen), tensor_bytes(dtype, dim, width + 1)
+    n_dblocks = triton.cdiv(dim, _block_d(dim))
+    rows_per_program = triton.cdiv(batch, min(batch, BWD_MAX_PROGRAMS))
+    n_programs = triton.cdiv(batch, rows_per_program)
+    row_blocks = triton.cdiv(rows_per_program, BLOCK_B)
+    exps = batch * dim * seqlen
+    fwd = LaunchCost(shape, programs=triton.cdiv(batch, BLOCK_B) * n_dblocks, io_bytes=2 * seq + params,
+                     exp_count=exps, loop_trips=(triton.cdiv(seqlen, STEPS),))
+    bwd = LaunchCost(shape, programs=n_programs * n_dblocks, io_bytes=3 * seq + 2 * params, exp_count=exps,
+                     extra_bytes=tensor_bytes("fp32", n_programs, width + 1, dim),
+                     loop_trips=(row_blocks, row_blocks * triton.cdiv(seqlen + width - 1, STEPS), 0))
+    return fwd, bwd
+
+
 def compile_specs() -> list[KernelSpec]:
     """The forward and backward kernels at the MDAF shape (batch 2048, dim 128, seqlen 50, width 4,
     bias and SiLU), fp32 and bf16, for x laid out channel-first (batch, dim, seqlen contiguous) and
@@ -370,26 +392,11 @@ def compile_specs() -> list[KernelSpec]:
     w_strides = (width, 1)
     flags = {"WIDTH": width, "HAS_BIAS": True, "USE_SILU": True, "INT64_OFFSETS": False, "BB": BLOCK_B,
              "BD": _block_d(dim), "STEPS": STEPS}
-    shape = f"B{batch} D{dim} L{seqlen} W{width}"
-    n_dblocks = triton.cdiv(dim, _block_d(dim))
-    n_programs = triton.cdiv(batch, rows_per_program)
-    row_blocks = triton.cdiv(rows_per_program, BLOCK_B)  # per backward program
     specs = []
     for dtype in ("fp32", "bf16"):
-        # For the cost model: x and out (forward), x, dout and dx (backward) once, plus the weight and
-        # bias (and their gradients); the backward adds its fp32 dweight and dbias partials. SiLU (and
-        # its derivative) needs one exponential per output element.
-        seq, params = tensor_bytes(dtype, batch, dim, seqlen), tensor_bytes(dtype, dim, width + 1)
-        exps = batch * dim * seqlen
-        fwd_cost = LaunchCost(shape, programs=triton.cdiv(batch, BLOCK_B) * n_dblocks,
-                              io_bytes=2 * seq + params, exp_count=exps,
-                              loop_trips=(triton.cdiv(seqlen, STEPS),))
-        # Loops: the row blocks of a program, inside each the walk over seqlen + width - 1 steps, and
-        # the compiler's copy of the row loop for an empty walk (seqlen + width - 1 <= 0: never here).
-        bwd_cost = LaunchCost(shape, programs=n_programs * n_dblocks,
-                              io_bytes=3 * seq + 2 * params, exp_count=exps,
-                              extra_bytes=tensor_bytes("fp32", n_programs, width + 1, dim),
-                              loop_trips=(row_blocks, row_blocks * triton.cdiv(seqlen + width - 1, STEPS), 0))
+        # The cost model's launches: the MDAF shape and a larger one compiled the same way.
+        fwd_costs, bwd_costs = zip(*(_launch_costs(dtype, b, dim, length, width)
+                                     for b, length in ((batch, seqlen), (batch, 200))), strict=True)
         for layout, xs in layouts.items():
             fwd_ints = dict(zip(
                 ("batch", "seqlen", "dim", "stride_xb", "stride_xd", "stride_xl",
@@ -398,7 +405,7 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
-                ints=fwd_ints, num_warps=NUM_WARPS, constexprs=flags, cost=fwd_cost,
+                ints=fwd_ints, num_warps=NUM_WARPS, constexprs=flags, costs=fwd_costs,
             ))
             bwd_ints = dict(zip(
                 ("batch", "seqlen", "dim", "rows_per_program", "stride_xb", "stride_xd",
@@ -409,6 +416,6 @@ def compile_specs() -> list[KernelSpec]:
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
-                ints=bwd_ints, num_warps=NUM_WARPS, constexprs=flags, cost=bwd_cost,
+                ints=bwd_ints, num_warps=NUM_WARPS, constexprs=flags, costs=bwd_costs,
             ))
     return specs

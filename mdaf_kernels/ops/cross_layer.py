@@ -800,6 +800,50 @@ def cross_stack(
 # ----------------------------------------------------------------------------------------------------
 
 
+def _fwd_launch_cost(dtype: str, batch: int, width: int, n_feat: int, layers: int, meta: dict) -> LaunchCost:
+    """What a forward launch must do, for the cost model: x, the layers' weights and biases and y
+    once (a stack adds the saved inputs of layers 1.. for the backward). Its loops run over the
+    layers (none for one layer: ``num_layers`` = 1 is a constant) and, inside, for each column tile
+    over the projection's K tiles. The grid is an H100's (an A100 launch at batch 2048: 128 programs
+    of 16 rows on 108 SMs)."""
+    k_tiles = triton.cdiv(width, meta["BLOCK_K"])
+    return LaunchCost(
+        f"B{batch} W{width} layers {layers}", programs=_fwd_programs(batch, meta["BLOCK_B"], H100_SXM.sms),
+        io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(dtype, batch, width),
+        extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
+        loop_trips=((layers,) if layers > 1 else ()) + (layers * k_tiles,) * meta["N_TILES"])
+
+
+def _bwd_rows_launch_cost(dtype: str, batch: int, width: int, n_feat: int, formula: str,
+                          meta: dict) -> LaunchCost:
+    """One middle layer's row backward, for the cost model: x, x0, the layer's parameters and the fp32
+    dy once, dx and dx0 (read, accumulated, written) in fp32; it adds dc (fp32, the dW GEMM's input)
+    and the per-block partials of db (and of the LayerNorm's parameters). Its loops run over the K
+    tiles of the recomputed projection, then over those of dc @ W."""
+    n_blocks = triton.cdiv(batch, meta["BLOCK_B"])
+    partials = tensor_bytes("fp32", n_blocks, width) + (
+        tensor_bytes("fp32", 2, n_blocks, n_feat) if formula == "dcnv3" else 0)
+    return LaunchCost(
+        f"B{batch} W{width}", programs=n_blocks,
+        io_bytes=2 * tensor_bytes(dtype, batch, width) + tensor_bytes(dtype, n_feat, width + 1)
+        + 4 * tensor_bytes("fp32", batch, width),
+        extra_bytes=tensor_bytes("fp32", batch, n_feat) + partials,
+        loop_trips=(triton.cdiv(width, meta["BLOCK_K"]), triton.cdiv(n_feat, meta["BLOCK_K"])))
+
+
+def _dw_gemm_launch_cost(dtype: str, batch: int, width: int, meta: dict) -> LaunchCost:
+    """dW = dc.T @ x as split-K partials, for the cost model: dc (fp32) and x once and dW once; the
+    other splits' partials are extra. Its loop runs over the BLOCK_K tiles of one split."""
+    splits = triton.cdiv(batch, DW_ROWS_PER_SPLIT)
+    return LaunchCost(
+        f"B{batch} W{width}",
+        programs=triton.cdiv(width, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"]) * splits,
+        io_bytes=tensor_bytes("fp32", batch, width) + tensor_bytes(dtype, batch, width)
+        + tensor_bytes("fp32", width, width),
+        extra_bytes=tensor_bytes("fp32", splits - 1, width, width),
+        loop_trips=(triton.cdiv(DW_ROWS_PER_SPLIT, meta["BLOCK_K"]),))
+
+
 def compile_specs() -> list[KernelSpec]:
     """Layer/stack forward, row backward and the backward GEMMs at the MDAF shape (batch 2048, width
     192, 2 layers for the stack), both formulas, fp32 (tf32) and bf16."""
@@ -822,17 +866,8 @@ def compile_specs() -> list[KernelSpec]:
                     # The grid an H100 launch gets (an A100's: 128 programs of 16 rows on 108 SMs).
                     n_programs = _fwd_programs(batch, fwd_meta["BLOCK_B"], H100_SXM.sms)
                     for name, layers in kernels:
-                        # For the cost model: x, the layers' weights and biases, y once (the stack
-                        # adds the saved inputs of layers 1.. for the backward); the loops run over
-                        # the layers, and inside them, per column tile, over K tiles of the projection.
-                        k_trips = layers * triton.cdiv(width, fwd_meta["BLOCK_K"])
-                        cost = LaunchCost(
-                            f"B{batch} W{width} layers {layers}",
-                            programs=n_programs,
-                            io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(
-                                dtype, batch, width),
-                            extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
-                            loop_trips=(*(layers,) * (layers > 1), *(k_trips,) * fwd_meta["N_TILES"]))
+                        costs = tuple(_fwd_launch_cost(dtype, b, width, n_feat, layers, fwd_meta)
+                                      for b in (batch, 8192))
                         specs.append(jit_spec(
                             f"{name}[{tag}]", _cross_fwd_kernel,
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
@@ -840,7 +875,7 @@ def compile_specs() -> list[KernelSpec]:
                             ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers,
                                   "rows_per_program": batch // n_programs, "n_longer": batch % n_programs},
                             constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
-                            cost=cost,
+                            costs=costs,
                         ))
                     specs.append(jit_spec(
                         f"cross_layer_bwd_rows[{tag}]", _cross_bwd_rows_kernel,
@@ -852,6 +887,8 @@ def compile_specs() -> list[KernelSpec]:
                         ints={"batch": batch, "width": width, "n_feat": n_feat},
                         constexprs={**bwd_meta, "ACCUMULATE_DX0": True, "FOLD_DX0": False}, num_warps=warps,
                         num_stages=_row_stages(allow_tf32),
+                        costs=tuple(_bwd_rows_launch_cost(dtype, b, width, n_feat, formula, bwd_meta)
+                                    for b in (batch, 8192)),
                     ))
         for allow_tf32 in (True, False) if dtype == "fp32" else (True,):
             block_m, block_n, block_k = _gemm_blocks(allow_tf32)
@@ -865,6 +902,7 @@ def compile_specs() -> list[KernelSpec]:
                       "stride_ak": width, "stride_bk": width, "stride_bn": 1, "stride_cs": width * width,
                       "stride_cm": width},
                 constexprs=gemm_meta, num_warps=4,
+                costs=tuple(_dw_gemm_launch_cost(dtype, b, width, gemm_meta) for b in (batch, 8192)),
             ))
     return specs
 

@@ -766,7 +766,7 @@ def selective_scan_fn(
 
 # ----------------------------------------------------------------------------- compile report
 def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fwd_block_d: int,
-                  bwd_block_d: int, last_only: bool) -> tuple[LaunchCost, LaunchCost]:
+                  bwd_block_d: int, last_only: bool = False) -> tuple[LaunchCost, LaunchCost]:
     """What the forward and backward launches must do at this shape (D, z, delta_bias, softplus; one
     group), for the cost model: inputs and outputs once, plus the checkpoints and fp32 partials.
     With ``last_only``, out and dout are (batch, dim)."""
@@ -817,17 +817,19 @@ def compile_specs() -> list[KernelSpec]:
         pointers["lengths_ptr"] = "i64"
         fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
         for suffix, variant in variants.items():
-            fwd_cost, bwd_cost = _launch_costs(dtype, batch, dim, seqlen, dstate, fwd_block_d, bwd_block_d,
-                                               variant["LAST_ONLY"])
+            # The cost model's launches: the MDAF shape and a larger one compiled the same way.
+            fwd_costs, bwd_costs = zip(*(
+                _launch_costs(dtype, b, dim, length, dstate, fwd_block_d, bwd_block_d, variant["LAST_ONLY"])
+                for b, length in ((batch, seqlen), (batch, 200))), strict=True)
             specs.append(jit_spec(
                 f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel,
                 pointers=pointers, ints={**fwd_ints, **bc_ints},
                 constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d, DSTATE=dstate),
-                num_warps=_fwd_warps(fwd_block_d), cost=fwd_cost))
+                num_warps=_fwd_warps(fwd_block_d), costs=fwd_costs))
             specs.append(jit_spec(
                 f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
                 ints={**ints, **bc_ints},
                 constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d,
                                 BLOCK_N=triton.next_power_of_2(dstate)),
-                num_warps=BWD_NUM_WARPS, cost=bwd_cost))
+                num_warps=BWD_NUM_WARPS, costs=bwd_costs))
     return specs

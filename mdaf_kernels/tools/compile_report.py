@@ -2,6 +2,8 @@
 
     python -m mdaf_kernels.tools.compile_report [--ops NAME ...] [--kernels TEXT ...]
                                                 [--targets 80 90] [--json PATH] [--jobs N]
+                                                [--cost [--markdown PATH]
+                                                 [--expected JSON [--update-expected]]]
 
 Each module in ``mdaf_kernels.ops.OPS`` (or the ``--ops`` subset) lists its kernels at the MDAF
 shapes through ``compile_specs()``. Each spec is compiled with ``triton.compile`` for
@@ -9,6 +11,13 @@ shapes through ``compile_specs()``. Each spec is compiled with ``triton.compile`
 stack and local bytes (spills), shared memory, the widest global load in the SASS and the count of
 tensor-core instructions (HMMA/HGMMA). Exit status 1 on any compile failure, any spill (STACK or
 LOCAL above zero) or a listed op whose module or ``compile_specs`` is missing.
+
+``--cost`` adds the static cost model (``mdaf_kernels.tools.cost_model``) for every spec that carries
+a ``LaunchCost``, from the same compilation: the hot loop's counts, occupancy, bytes and lower-bound
+times on H100 (sm_90) and A100 (sm_80). It then also fails when a launch description does not fit
+its SASS, and, with ``--expected JSON``, when a bound grows more than the file's tolerance (10%)
+above its committed figure; ``--update-expected`` rewrites the file instead. Method and limits:
+benchmarks/README.md, "Static cost model".
 
 Kernels must be real ``@triton.jit`` functions, so this never runs under the Triton interpreter:
 with ``TRITON_INTERPRET=1`` in the environment the tool re-runs itself in a subprocess without it.
@@ -26,7 +35,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mdaf_kernels.tools import cost_model
@@ -60,7 +69,7 @@ class Row:
     tensor_core_instructions: int | None = None
     num_warps: int | None = None
     error: str | None = None
-    cost: dict | None = None  # the cost model's figures, for specs that describe their launch
+    costs: list[dict] = field(default_factory=list)  # the cost model's figures, one per described launch
     cost_error: str | None = None
 
     @property
@@ -110,11 +119,17 @@ def cuobjdump_path() -> Path:
     return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
 
 
+def op_module(op: str) -> str:
+    """An op's module: ``mdaf_kernels.ops.<op>``, or ``op`` itself when it is a dotted module path
+    (e.g. ``mdaf_kernels.tools.calibration``)."""
+    return op if "." in op else f"mdaf_kernels.ops.{op}"
+
+
 def _load_specs(op: str) -> list:
-    module = importlib.import_module(f"mdaf_kernels.ops.{op}")
+    module = importlib.import_module(op_module(op))
     compile_specs = getattr(module, "compile_specs", None)
     if compile_specs is None:
-        raise AttributeError(f"mdaf_kernels.ops.{op} defines no compile_specs()")
+        raise AttributeError(f"{op_module(op)} defines no compile_specs()")
     return list(compile_specs())
 
 
@@ -159,12 +174,12 @@ def compile_one(op: str, name: str, capability: int) -> Row:
     row.shared_bytes = fields.get("SHARED", 0) + int(getattr(compiled.metadata, "shared", 0) or 0)
     for key, value in parse_sass(sass).items():
         setattr(row, key, value)
-    if spec.cost is not None:
-        try:
-            row.cost = cost_model.kernel_cost(sass, spec.cost, row.target, registers=row.registers,
-                                              shared_bytes=row.shared_bytes, num_warps=spec.num_warps)
-        except cost_model.CostModelError as exc:
-            row.cost_error = f"{spec.name} on {row.target}: {exc}"
+    try:
+        row.costs = [cost_model.kernel_cost(sass, cost, row.target, registers=row.registers,
+                                            shared_bytes=row.shared_bytes, num_warps=spec.num_warps)
+                     for cost in spec.costs]
+    except cost_model.CostModelError as exc:
+        row.cost_error = f"{spec.name} on {row.target}: {exc}"
     return row
 
 
@@ -199,9 +214,9 @@ def format_table(rows: list[Row]) -> str:
     return _aligned(headers, lines)
 
 
-COST_HEADERS = ("kernel", "GPU", "shape", "programs", "res/SM", "waves", "loop instr", "MUFU", "BAR",
-                "SHFL", "LDG", "STG", "instr/thread", "MB moved", "issue us", "MUFU us", "HBM us", "bound us",
-                "floor us", "bound/floor")
+COST_HEADERS = ("kernel", "GPU", "shape", "programs", "regs", "smem", "res/SM", "waves", "loop instr", "MUFU",
+                "BAR", "SHFL", "LDG", "STG", "instr/thread", "MB moved", "issue us", "MUFU us", "HBM us",
+                "bound us", "floor us", "bound/floor")
 
 
 def _us(seconds: float) -> str:
@@ -211,20 +226,21 @@ def _us(seconds: float) -> str:
 def cost_lines(rows: list[Row]) -> list[tuple[str, ...]]:
     """One line of cost-model figures per costed row (see COST_HEADERS)."""
     lines = []
-    for row in rows:
-        cost = row.cost
-        if cost is None:
-            continue
+    for row, cost in _costed(rows):
         moved = (cost["io_bytes"] + cost["extra_bytes"]) / 1e6
         extra = cost["extra_bytes"] / 1e6
-        moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f})" if extra else "")
+        conditional = cost["loop_conditional"]
+        # Extra traffic (partials, checkpoints) as a share of the op's own inputs and outputs.
+        share = f", {cost['extra_bytes'] / cost['io_bytes']:.0%}" if cost["io_bytes"] else ""
+        moved_text = f"{moved:.1f}" + (f" (extra {extra:.1f}{share})" if extra else "")
+        loop_instructions = f"{cost['loop_instructions']}" + (f" ({conditional} cond)" if conditional else "")
         lines.append(tuple("-" if v is None else str(v) for v in (
-            row.kernel, cost["gpu"], cost["shape"], cost["programs"], cost["resident_per_sm"],
-            f"{cost['waves']:.2f}", cost["loop_instructions"], cost["loop_mufu"], cost["loop_bar"],
-            cost["loop_shfl"], cost["loop_ldg"], cost["loop_stg"], f"{cost['thread_instructions']:.0f}",
-            moved_text, _us(cost["issue_s"]), _us(cost["mufu_s"]), _us(cost["hbm_s"]),
-            f"{_us(cost['bound_s'])} {cost['binding']}", f"{_us(cost['floor_s'])} {cost['floor_kind']}",
-            f"{cost['ratio']:.2f}")))
+            row.kernel, cost["gpu"], cost["shape"], cost["programs"], row.registers, row.shared_bytes,
+            cost["resident_per_sm"], f"{cost['waves']:.2f}", loop_instructions, cost["loop_mufu"],
+            cost["loop_bar"], cost["loop_shfl"], cost["loop_ldg"], cost["loop_stg"],
+            f"{cost['thread_instructions']:.0f}", moved_text, _us(cost["issue_s"]), _us(cost["mufu_s"]),
+            _us(cost["hbm_s"]), f"{_us(cost['bound_s'])} {cost['binding']}",
+            f"{_us(cost['floor_s'])} {cost['floor_kind']}", f"{cost['ratio']:.2f}")))
     return lines
 
 
@@ -236,18 +252,20 @@ def format_cost_table(rows: list[Row], *, markdown: bool = False) -> str:
     return "\n".join(table + ["| " + " | ".join(line) + " |" for line in lines])
 
 
-def expected_key(row: Row) -> str:
-    return f"{row.kernel} {row.target}"
+def _costed(rows: list[Row]) -> list[tuple[Row, dict]]:
+    return [(row, cost) for row in rows for cost in row.costs]
+
+
+def expected_key(row: Row, cost: dict) -> str:
+    return f"{row.kernel} {row.target} {cost['shape']}"
 
 
 def check_expected(rows: list[Row], expected: dict[str, float], tolerance: float) -> list[str]:
     """Problems with the costed rows against the committed bounds (microseconds): a bound more than
     ``tolerance`` above its committed figure, or a costed kernel with no committed figure."""
     problems = []
-    for row in rows:
-        if row.cost is None:
-            continue
-        key, bound_us = expected_key(row), row.cost["bound_s"] * 1e6
+    for row, cost in _costed(rows):
+        key, bound_us = expected_key(row, cost), cost["bound_s"] * 1e6
         if key not in expected:
             problems.append(f"{key}: no committed bound (new kernel?): {bound_us:.1f} us")
         elif bound_us > expected[key] * (1 + tolerance):
@@ -256,10 +274,11 @@ def check_expected(rows: list[Row], expected: dict[str, float], tolerance: float
     return problems
 
 
-def updated_expected(rows: list[Row], previous: dict[str, float]) -> dict[str, float]:
-    """The committed bounds with every costed row's bound replaced (rows not compiled keep theirs)."""
-    bounds = dict(previous)
-    bounds.update({expected_key(row): round(row.cost["bound_s"] * 1e6, 2) for row in rows if row.cost})
+def updated_expected(rows: list[Row], previous: dict[str, float], *, partial: bool) -> dict[str, float]:
+    """The costed rows' bounds; a ``partial`` run (some ops, kernels or targets) keeps the committed
+    figures of what it did not compile, a full run drops those of kernels that are gone."""
+    bounds = dict(previous) if partial else {}
+    bounds.update({expected_key(row, cost): round(cost["bound_s"] * 1e6, 2) for row, cost in _costed(rows)})
     return dict(sorted(bounds.items()))
 
 
@@ -267,7 +286,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mdaf_kernels.tools.compile_report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", nargs="+", metavar="NAME",
-                        help="ops to report (default: mdaf_kernels.ops.OPS)")
+                        help="ops to report (default: mdaf_kernels.ops.OPS); a dotted name is a module "
+                             "with compile_specs(), e.g. mdaf_kernels.tools.calibration")
     parser.add_argument("--kernels", nargs="+", metavar="TEXT",
                         help="only kernels whose name contains one of these strings")
     parser.add_argument("--targets", nargs="+", type=int, default=list(DEFAULT_TARGETS), metavar="CC",
@@ -356,10 +376,17 @@ def main(argv: list[str] | None = None) -> int:
     return _report_cost(args, rows) if args.cost else 0
 
 
+def _partial(args: argparse.Namespace) -> bool:
+    return bool(args.ops or args.kernels) or sorted(args.targets) != sorted(DEFAULT_TARGETS)
+
+
 def _report_cost(args: argparse.Namespace, rows: list[Row]) -> int:
     """Print the cost table, write it as markdown, check or update the committed bounds."""
     print()
     print(format_cost_table(rows))
+    uncosted = sorted({row.kernel for row in rows if not row.costs and not row.cost_error})
+    if uncosted:
+        print(f"not costed (their compile_specs() give no LaunchCost): {', '.join(uncosted)}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(format_cost_table(rows, markdown=True) + "\n")
@@ -367,7 +394,7 @@ def _report_cost(args: argparse.Namespace, rows: list[Row]) -> int:
     if args.expected and args.update_expected:
         previous = json.loads(args.expected.read_text()) if args.expected.exists() else {}
         document = {"tolerance": previous.get("tolerance", EXPECTED_TOLERANCE), "unit": "us",
-                    "bounds": updated_expected(rows, previous.get("bounds", {}))}
+                    "bounds": updated_expected(rows, previous.get("bounds", {}), partial=_partial(args))}
         args.expected.parent.mkdir(parents=True, exist_ok=True)
         args.expected.write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {len(document['bounds'])} committed bounds to {args.expected}")

@@ -24,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from mdaf_kernels.tools.kernel_spec import LaunchCost
-from mdaf_kernels.tools.sass import Counts, Loop, find_loops, parse_instructions, straight_line
+from mdaf_kernels.tools.sass import Counts, find_loops, parse_instructions, straight_line
 
 WARP_SIZE = 32
 
@@ -80,8 +80,9 @@ class LoopProfile:
     """The dynamic counts of one thread over a launch, and its hot loop's counts per iteration."""
 
     dynamic: Counts
-    hot_loop: Counts | None  # the body (own instructions) of the loop that issues the most
+    hot_loop: Counts  # the body (own instructions) of the loop that issues the most (or the kernel)
     hot_loop_trips: int
+    hot_loop_conditional: int  # of the hot loop's instructions, those a forward branch can skip
     loops: int
 
 
@@ -102,14 +103,15 @@ def profile(sass_text: str, loop_trips: tuple[int, ...]) -> LoopProfile:
         raise CostModelError(f"the SASS has {len(loops)} loop(s) [{heads}] but LaunchCost.loop_trips gives "
                              f"{len(loop_trips)}: {loop_trips}")
     dynamic = straight_line(instructions, loops)
-    hot: tuple[float, Loop | None, int] = (-1.0, None, 0)
+    # Without loops the whole kernel is the "loop body", run once.
+    hot: tuple[float, Counts, int, int] = (-1.0, dynamic, 1, 0)
     for loop, trips in zip(loops, loop_trips, strict=True):
         dynamic = dynamic + loop.own.scaled(trips)
         weight = loop.own.instructions * trips
         if weight > hot[0]:
-            hot = (weight, loop, trips)
-    _, hot_loop, hot_trips = hot
-    return LoopProfile(dynamic, None if hot_loop is None else hot_loop.own, hot_trips, len(loops))
+            hot = (weight, loop.own, trips, loop.conditional)
+    _, hot_loop, hot_trips, conditional = hot
+    return LoopProfile(dynamic, hot_loop, hot_trips, conditional, len(loops))
 
 
 @dataclass(frozen=True)
@@ -192,12 +194,13 @@ def kernel_cost(sass_text: str, cost: LaunchCost, target: str, *, registers: int
         "waves": result.waves,
         "loops": loops.loops,
         "hot_loop_trips": loops.hot_loop_trips,
-        "loop_instructions": hot.instructions if hot else None,
-        "loop_mufu": hot.mufu if hot else None,
-        "loop_bar": hot.bar if hot else None,
-        "loop_shfl": hot.shfl if hot else None,
-        "loop_ldg": _widths(hot.ldg) if hot else None,
-        "loop_stg": _widths(hot.stg) if hot else None,
+        "loop_instructions": hot.instructions,
+        "loop_conditional": loops.hot_loop_conditional,
+        "loop_mufu": hot.mufu,
+        "loop_bar": hot.bar,
+        "loop_shfl": hot.shfl,
+        "loop_ldg": _widths(hot.ldg),
+        "loop_stg": _widths(hot.stg),
         "thread_instructions": loops.dynamic.instructions,
         "thread_mufu": loops.dynamic.mufu,
         "io_bytes": cost.io_bytes,

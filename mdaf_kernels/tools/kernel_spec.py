@@ -27,8 +27,9 @@ class LaunchCost:
     ``exp_count`` the exponentials the maths needs
     (the MUFU floor; zero when none is mandatory). ``loop_trips`` says how often each loop of the
     compiled code runs per program, in the SASS order of the loops (an outer loop before the loops
-    inside it), counting every run of a body: an inner loop of 32 steps inside 2 outer steps is 64.
-    Derive it from the shape and the constexprs, as the kernel's ``range`` bounds do.
+    inside it), counting every run of a body: an inner loop of 32 steps inside 2 outer steps is 64
+    (the average over programs where they differ). Derive it from the shape and the constexprs, as
+    the kernel's ``range`` bounds do.
     """
 
     shape: str
@@ -58,7 +59,7 @@ class KernelSpec:
     num_warps: int = 4
     num_stages: int = 3
     divisible_by_16: tuple[str, ...] = ()
-    cost: LaunchCost | None = None
+    costs: tuple[LaunchCost, ...] = ()
 
 
 def jit_spec(
@@ -70,6 +71,7 @@ def jit_spec(
     constexprs: dict[str, Any],
     num_warps: int,
     num_stages: int = 3,
+    costs: tuple[LaunchCost, ...] = (),
     cost: LaunchCost | None = None,
 ) -> KernelSpec:
     """A KernelSpec specialised as a JIT launch with these argument values would be.
@@ -79,8 +81,10 @@ def jit_spec(
     allocations are 16-byte aligned, so they get the divisibility hint. ``ints`` gives the integer
     arguments' values: like the JIT, a value of 1 becomes a constexpr and a multiple of 16 gets the
     hint, except for the arguments the kernel lists in ``do_not_specialize``. Any other argument
-    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps). ``cost`` describes the launch
-    for the cost model (``compile_report --cost``).
+    that is not a constexpr is an fp32 scalar (e.g. a LayerNorm eps). ``costs`` describe launches of
+    this compiled kernel for the cost model (``compile_report --cost``): the MDAF shape and a larger
+    one whose integer arguments specialise the same way (none equal to 1, the same ones multiples of
+    16), so that one binary serves both; ``cost`` is short for ``costs=(cost,)`` (one launch).
     """
     # Interpreted kernels (TRITON_INTERPRET=1) carry no parameter metadata; they are never compiled.
     runtime_ints = {p.name for p in getattr(kernel, "params", ()) if p.do_not_specialize}
@@ -105,4 +109,4 @@ def jit_spec(
             signature[arg] = "fp32"
     return KernelSpec(name=name, kernel=kernel, signature=signature, constexprs=constants,
                       divisible_by_16=tuple(divisible), num_warps=num_warps, num_stages=num_stages,
-                      cost=cost)
+                      costs=(*costs, cost) if cost is not None else costs)

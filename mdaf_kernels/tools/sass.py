@@ -128,6 +128,9 @@ class Loop:
     counts: Counts = field(default_factory=Counts)  # the whole body, inner loops included
     own: Counts = field(default_factory=Counts)  # the body without the loops inside it
     inner: list[int] = field(default_factory=list)  # indices of the loops directly inside
+    # Own instructions that a forward branch inside the body can skip (e.g. a store every k-th step):
+    # counted on every trip all the same.
+    conditional: int = 0
 
     def contains(self, other: Loop) -> bool:
         return self.head <= other.head and other.end <= self.end and (self.head, self.end) != (other.head,
@@ -153,6 +156,13 @@ def find_loops(instructions: list[Instruction]) -> list[Loop]:
         loop.own = loop.counts
         for i in loop.inner:
             loop.own = loop.own.minus(loops[i].counts)
+        inner = [loops[i] for i in loop.inner]
+        own_body = [ins for ins in instructions if loop.head <= ins.address <= loop.end
+                    and ins.opcode not in _NOT_ISSUED
+                    and not any(child.head <= ins.address <= child.end for child in inner)]
+        skips = [(ins.address, ins.branch_target) for ins in own_body
+                 if ins.branch_target is not None and ins.address < ins.branch_target <= loop.end + 0x10]
+        loop.conditional = sum(1 for ins in own_body if any(a < ins.address < t for a, t in skips))
     return loops
 
 
