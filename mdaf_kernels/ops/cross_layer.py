@@ -38,6 +38,7 @@ values are representable in tf32). Grad outputs have the dtype of the tensor the
 from __future__ import annotations
 
 import functools
+import itertools
 
 import torch
 import triton
@@ -54,15 +55,17 @@ from mdaf_kernels.reference.cross_layer import (
     gates_with_x0,
     projection_size,
 )
-from mdaf_kernels.tools.cost_model import H100_SXM
+from mdaf_kernels.tools.cost_model import A100_80GB, H100_SXM
 from mdaf_kernels.tools.kernel_spec import KernelSpec, LaunchCost, jit_spec, tensor_bytes
 
 # Tile sizes. The row kernels hold [BLOCK_B, BLOCK_N] fp32 tiles: whole (padded) rows in the
 # backward, BLOCK_N up to 256 at width 192, so the row block stays small; the weight streams
 # through BLOCK_K-wide tiles. The backward row kernel keeps about twice as many tiles live (no
 # spills at 8 warps on sm_80/sm_90 at width 192 with 16 rows; 32 rows would need 254-255 registers).
-# The forward's row block: 16 rows (tl.dot's least), so that a batch of 2048 spreads over all SMs.
-BLOCK_B_FWD = 16
+# The forward's row block: 32 rows, or 16 (tl.dot's least) where a batch spread over one program per
+# SM gives each at most 16 rows (batch 2048 on an H100).
+BLOCK_B_FWD = 32
+BLOCK_B_FWD_SMALL = 16
 # The forward's column tile where a width is a multiple of it but not a power of two.
 FWD_TILE_N = 64
 BLOCK_B_BWD = 16
@@ -134,7 +137,7 @@ def _layer_norm_mask(b_c, m_n, lnw_ptr, lnb_ptr, o_n, n_feat, eps):
     return b_nrm, b_a, b_rstd, b_lnw
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["rows_per_program", "n_longer"])
 def _cross_fwd_kernel(
     x_ptr, x0_ptr, w_ptr, b_ptr, lnw_ptr, lnb_ptr, y_ptr, saved_ptr,
     batch, width, n_feat, num_layers, rows_per_program, n_longer, eps,
@@ -373,11 +376,16 @@ def _column_tiles(n_feat: int, formula: str, backward: bool) -> tuple[int, int]:
     return max(16, triton.next_power_of_2(n_feat)), 1
 
 
-def _fwd_programs(batch: int, block_b: int, n_sms: int | None) -> int:
-    """Forward programs: one per BLOCK_B rows, or one per SM when that leaves SMs idle (batch 2048
-    on an H100's 132 SMs: 132 programs of 15 or 16 rows, where 128 of 16 would idle 4 SMs)."""
-    programs = triton.cdiv(batch, block_b)
-    return programs if n_sms is None else max(programs, min(batch, n_sms))
+def _fwd_grid(batch: int, block_b: int, n_sms: int | None) -> tuple[int, int]:
+    """(BLOCK_B, programs) of a forward launch: one program per ``block_b`` rows, or one per SM when
+    that would leave SMs idle, each on an even share of the rows; the row block shrinks to 16 where
+    the shares fit (batch 2048: 132 programs of 15 or 16 rows on an H100, where 64 of 32 would idle
+    half its SMs; 108 programs of 18 or 19 rows on an A100)."""
+    if n_sms is None:
+        return block_b, triton.cdiv(batch, block_b)
+    if triton.cdiv(batch, n_sms) <= BLOCK_B_FWD_SMALL:
+        block_b = min(block_b, BLOCK_B_FWD_SMALL)
+    return block_b, max(triton.cdiv(batch, block_b), min(batch, n_sms))
 
 
 def _device_sms(device: torch.device) -> int | None:
@@ -427,7 +435,7 @@ def _launch_fwd(x, x0, weight, bias, ln_weight, ln_bias, kind, formula, eps, all
     y = torch.empty_like(x)
     saved = x.new_empty((layers - 1, batch, width))
     meta = _row_constexprs(kind, formula, n_feat, bias is not None, allow_tf32, backward=False)
-    n_programs = _fwd_programs(batch, meta["BLOCK_B"], _device_sms(x.device))
+    meta["BLOCK_B"], n_programs = _fwd_grid(batch, meta["BLOCK_B"], _device_sms(x.device))
     _cross_fwd_kernel[(n_programs,)](
         x, x0, weight, weight if bias is None else bias.contiguous(), lnw, lnb, y, saved if layers > 1 else y,
         batch, width, n_feat, layers, batch // n_programs, batch % n_programs, eps,
@@ -800,15 +808,17 @@ def cross_stack(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fwd_launch_cost(dtype: str, batch: int, width: int, n_feat: int, layers: int, meta: dict) -> LaunchCost:
-    """What a forward launch must do, for the cost model: x, the layers' weights and biases and y
-    once (a stack adds the saved inputs of layers 1.. for the backward). Its loops run over the
-    layers (none for one layer: ``num_layers`` = 1 is a constant) and, inside, for each column tile
-    over the projection's K tiles. The grid is an H100's (an A100 launch at batch 2048: 128 programs
-    of 16 rows on 108 SMs)."""
+def _fwd_launch_cost(dtype: str, batch: int, width: int, n_feat: int, layers: int, meta: dict,
+                     n_sms: int) -> LaunchCost:
+    """What a forward launch on ``n_sms`` SMs must do, for the cost model: x, the layers' weights and
+    biases and y once (a stack adds the saved inputs of layers 1.. for the backward). Its loops run
+    over the layers (none for one layer: ``num_layers`` = 1 is a constant) and, inside, for each
+    column tile over the projection's K tiles."""
     k_tiles = triton.cdiv(width, meta["BLOCK_K"])
+    block_b, programs = _fwd_grid(batch, meta["BLOCK_B"], n_sms)
+    assert block_b == meta["BLOCK_B"], "the spec's row block is not the one this launch takes"
     return LaunchCost(
-        f"B{batch} W{width} layers {layers}", programs=_fwd_programs(batch, meta["BLOCK_B"], H100_SXM.sms),
+        f"B{batch} W{width} layers {layers}", programs=programs,
         io_bytes=tensor_bytes(dtype, layers, n_feat, width + 1) + 2 * tensor_bytes(dtype, batch, width),
         extra_bytes=tensor_bytes(dtype, layers - 1, batch, width),
         loop_trips=((layers,) if layers > 1 else ()) + (layers * k_tiles,) * meta["N_TILES"])
@@ -863,18 +873,25 @@ def compile_specs() -> list[KernelSpec]:
                     tag = f"{formula},{kind},{dtype}" + ("" if allow_tf32 else ",ieee")
                     kernels = (("cross_layer_fwd", 1), ("cross_stack_fwd", 2)) if allow_tf32 else (
                         ("cross_stack_fwd", 2),)
-                    # The grid an H100 launch gets (an A100's: 128 programs of 16 rows on 108 SMs).
-                    n_programs = _fwd_programs(batch, fwd_meta["BLOCK_B"], H100_SXM.sms)
-                    for name, layers in kernels:
-                        costs = tuple(_fwd_launch_cost(dtype, b, width, n_feat, layers, fwd_meta)
-                                      for b in (batch, 8192))
+                    # Row blocks and the launches that take them: 32 rows at batch 2048 on an A100 (108
+                    # programs) and at batch 8192 (both cards), 16 rows at batch 2048 on an H100 (132).
+                    variants = [("", fwd_meta, ((batch, A100_80GB.sms), (8192, H100_SXM.sms)))]
+                    if fwd_meta["BLOCK_B"] > BLOCK_B_FWD_SMALL:
+                        variants.append((",16 rows", {**fwd_meta, "BLOCK_B": BLOCK_B_FWD_SMALL},
+                                         ((batch, H100_SXM.sms),)))
+                    else:
+                        variants = [("", fwd_meta, ((batch, H100_SXM.sms), (8192, H100_SXM.sms)))]
+                    for (name, layers), (rows, meta, launches) in itertools.product(kernels, variants):
+                        costs = tuple(_fwd_launch_cost(dtype, b, width, n_feat, layers, meta, n_sms)
+                                      for b, n_sms in launches)
                         specs.append(jit_spec(
-                            f"{name}[{tag}]", _cross_fwd_kernel,
+                            f"{name}[{tag}{rows}]", _cross_fwd_kernel,
                             pointers={p: dtype for p in ("x_ptr", "x0_ptr", "w_ptr", "b_ptr", "lnw_ptr",
                                                          "lnb_ptr", "y_ptr", "saved_ptr")},
                             ints={"batch": batch, "width": width, "n_feat": n_feat, "num_layers": layers,
-                                  "rows_per_program": batch // n_programs, "n_longer": batch % n_programs},
-                            constexprs=fwd_meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
+                                  "rows_per_program": batch // costs[0].programs,
+                                  "n_longer": batch % costs[0].programs},
+                            constexprs=meta, num_warps=warps, num_stages=_row_stages(allow_tf32),
                             costs=costs,
                         ))
                     specs.append(jit_spec(

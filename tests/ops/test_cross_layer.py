@@ -138,7 +138,7 @@ def test_stack_equals_layer_by_layer(formula, dtype, device, seeded):
 
 
 def test_gpu_row_blocks(monkeypatch, device, seeded):
-    """The row blocks the GPU uses (16 rows forward and backward), also under the interpreter."""
+    """The row blocks the GPU uses (32 rows forward, 16 backward), also under the interpreter."""
     monkeypatch.setattr(cross_layer_ops, "BLOCK_B_INTERPRETER", cross_layer_ops.BLOCK_B_FWD)
     width, formula = 66, "dcnv3"
     x = torch.randn(BATCH, width, device=device, requires_grad=True)
@@ -153,11 +153,14 @@ def test_gpu_row_blocks(monkeypatch, device, seeded):
 
 def test_forward_spreads_rows_over_every_sm(monkeypatch, device, seeded):
     """With fewer row blocks than SMs the forward runs one program per SM on an even share of the
-    rows (batch 2048 on an H100's 132 SMs: 15 or 16 rows each); here 37 rows over 5 "SMs"."""
-    assert cross_layer_ops._fwd_programs(2048, 16, 132) == 132
-    assert cross_layer_ops._fwd_programs(2048, 16, 108) == 128
+    rows, in 16-row blocks where the shares fit (batch 2048 on an H100's 132 SMs: 15 or 16 rows
+    each); here 37 rows over 5 "SMs" (7 or 8 rows each)."""
+    assert cross_layer_ops._fwd_grid(2048, 32, 132) == (16, 132)
+    assert cross_layer_ops._fwd_grid(2048, 32, 108) == (32, 108)
+    assert cross_layer_ops._fwd_grid(8192, 32, 132) == (32, 256)
+    assert cross_layer_ops._fwd_grid(2048, 32, None) == (32, 64)
     monkeypatch.setattr(cross_layer_ops, "_device_sms", lambda device: 5)
-    assert cross_layer_ops._fwd_programs(37, cross_layer_ops.BLOCK_B_INTERPRETER, 5) == 5
+    assert cross_layer_ops._fwd_grid(37, cross_layer_ops.BLOCK_B_INTERPRETER, 5) == (16, 5)
     width, formula = 192, "mdaf"
     x = torch.randn(37, width, device=device, requires_grad=True)
     params = _params(width, formula, 2, torch.float32, device)
