@@ -29,11 +29,14 @@ ACTIVATIONS = (None, "silu", "swish")
 # each element is loaded once, SiLU is evaluated once per position, and dweight/dbias accumulate
 # elementwise with one reduction per program. STEPS time steps per loop iteration are unrolled so
 # their loads are issued together (bytes in flight). Channels are the contiguous axis of Mamba's
-# channel-last activations, giving 128-bit loads there.
+# channel-last activations: the forward's 2 warps hold 4 adjacent channels per thread (128-bit
+# loads); the backward, with about twice the live tiles, 2 per thread on 4 warps (64-bit loads; 4
+# per thread spill on sm_80 in the channel-first layout).
 BLOCK_B = 2
 BLOCK_D = 128
 STEPS = 4
-NUM_WARPS = 4
+FWD_NUM_WARPS = 2
+BWD_NUM_WARPS = 4
 # The backward gives each program a run of consecutive row blocks so that the dweight and dbias
 # partials stay small: at most this many programs along the batch axis.
 BWD_MAX_PROGRAMS = 1024
@@ -214,7 +217,7 @@ def _launch_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         *x.stride(), *out.stride(), *weight.stride(),
         WIDTH=weight.shape[1], HAS_BIAS=bias is not None, USE_SILU=silu,
         INT64_OFFSETS=_needs_int64_offsets(x, out), BB=BLOCK_B, BD=block_d, STEPS=STEPS,
-        num_warps=NUM_WARPS,
+        num_warps=FWD_NUM_WARPS,
     )
     return out
 
@@ -241,7 +244,7 @@ def _launch_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         *x.stride(), *dout.stride(), *dx.stride(), *weight.stride(),
         WIDTH=width, HAS_BIAS=bias is not None, USE_SILU=silu,
         INT64_OFFSETS=_needs_int64_offsets(x, dout, dx), BB=BLOCK_B, BD=block_d, STEPS=STEPS,
-        num_warps=NUM_WARPS,
+        num_warps=BWD_NUM_WARPS,
     )
     return dx, dw_part.sum(0).t(), db_part.sum(0)
 
@@ -405,7 +408,7 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"causal_conv1d_fwd[{dtype},{layout}]", _causal_conv1d_fwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "out_ptr": dtype},
-                ints=fwd_ints, num_warps=NUM_WARPS, constexprs=flags, costs=fwd_costs,
+                ints=fwd_ints, num_warps=FWD_NUM_WARPS, constexprs=flags, costs=fwd_costs,
             ))
             bwd_ints = dict(zip(
                 ("batch", "seqlen", "dim", "rows_per_program", "stride_xb", "stride_xd",
@@ -416,6 +419,6 @@ def compile_specs() -> list[KernelSpec]:
                 f"causal_conv1d_bwd[{dtype},{layout}]", _causal_conv1d_bwd_kernel,
                 pointers={"x_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "dout_ptr": dtype, "dx_ptr": dtype,
                           "dw_part_ptr": "fp32", "db_part_ptr": "fp32"},
-                ints=bwd_ints, num_warps=NUM_WARPS, constexprs=flags, costs=bwd_costs,
+                ints=bwd_ints, num_warps=BWD_NUM_WARPS, constexprs=flags, costs=bwd_costs,
             ))
     return specs
