@@ -47,7 +47,8 @@ GPU_BATCH, CPU_BATCH = 2048, 16
 LENGTHS = (50, 200)
 VARIANTS = ("triton", "torch_backend", "cpu_kernel", "eager_reference", "compile_reference", "mamba_ssm")
 MODES = ("forward", "forward_backward", "forward_backward_last_only")
-COMPARE_BATCH, COMPARE_ROUNDS = 2048, 3
+# MDAF_BENCH_CPU_BATCH lowers the comparison's batch for a quick look, as for the model benchmarks.
+COMPARE_BATCH, COMPARE_ROUNDS = int(os.environ.get("MDAF_BENCH_CPU_BATCH", "2048")), 2
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # MUFU ex2 rate is 16 per SM per clock on sm_80/sm_90.
 SM_CLOCK_HZ = 1.7e9

@@ -123,6 +123,18 @@ def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.cons
 
 
 @triton.jit
+def _readout(b_ch, b_u, b_D, z_ptrs, m_z, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """[BD] output of one step from its C . h (``b_ch``): (C . h + D u) * silu(z)."""
+    b_y = b_ch
+    if HAS_D:
+        b_y += b_D * b_u
+    if HAS_Z:
+        b_z = tl.load(z_ptrs, mask=m_z, other=0.0).to(tl.float32)
+        b_y *= b_z * _sigmoid(b_z)
+    return b_y
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
@@ -160,6 +172,8 @@ def _selective_scan_fwd_kernel(
         b_A += (tl.load(A_ptr + o_d * DSTATE + n, mask=m_d, other=0.0).to(tl.float32) * 1.4426950408889634,)
     if HAS_D:
         b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    else:
+        b_D = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
     if HAS_DELTA_BIAS:
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
 
@@ -209,11 +223,7 @@ def _selective_scan_fwd_kernel(
                     b_y += b_hn * tl.load(p_Ct + n * stride_Cn).to(tl.float32)
             b_h = b_h_next
             if not LAST_ONLY:
-                if HAS_D:
-                    b_y += b_D * b_u
-                if HAS_Z:
-                    b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
-                    b_y *= b_z * _sigmoid(b_z)
+                b_y = _readout(b_y, b_u, b_D, z_ptr + p_row + t, m_d, HAS_D, HAS_Z)
                 tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
         # Checkpoint k holds the state after chunk k (entering chunk k + 1), for the backward.
         i_k = t0 // CHUNK_T
@@ -233,11 +243,7 @@ def _selective_scan_fwd_kernel(
         for n in tl.static_range(DSTATE):
             b_Cn = tl.load(C_ptr + t_last * stride_Cl + n * stride_Cn, mask=t_last >= 0, other=0.0)
             b_y += b_h[n] * b_Cn.to(tl.float32)
-        if HAS_D:
-            b_y += b_D * b_u
-        if HAS_Z:
-            b_z = tl.load(z_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)
-            b_y *= b_z * _sigmoid(b_z)
+        b_y = _readout(b_y, b_u, b_D, z_ptr + p_row + t_last, m_dl, HAS_D, HAS_Z)
         tl.store(out_ptr + o_d, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
     if STORE_LAST_STATE:
         for n in tl.static_range(DSTATE):
