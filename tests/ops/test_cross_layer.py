@@ -137,18 +137,22 @@ def test_stack_equals_layer_by_layer(formula, dtype, device, seeded):
             assert_close(grad, layer_grads[name], dtype, name=f"d{name}")
 
 
-def test_gpu_row_blocks(monkeypatch, device, seeded):
-    """The row blocks the GPU uses (32 rows forward, 16 backward), also under the interpreter."""
-    monkeypatch.setattr(cross_layer_ops, "BLOCK_B_INTERPRETER", cross_layer_ops.BLOCK_B_FWD)
-    width, formula = 66, "dcnv3"
-    x = torch.randn(BATCH, width, device=device, requires_grad=True)
+def _check_two_layer_stack(batch: int, width: int, formula: str, kind: str, device) -> None:
+    """A two-layer stack (exact fp32) and its gradients against the float64 reference."""
+    x = torch.randn(batch, width, device=device, requires_grad=True)
     params = _params(width, formula, 2, torch.float32, device)
-    out = cross_stack(x, **params, kind="lcn", formula=formula, allow_tf32=False)
+    out = cross_stack(x, **params, kind=kind, formula=formula, allow_tf32=False)
     dy = torch.randn_like(out)
     grads = _grads(out, dy, {"x": x, **params})
     x64, p64 = _leaf64(x), {k: _leaf64(v) for k, v in params.items()}
-    ref = cross_stack_ref(x64, **p64, kind="lcn", formula=formula)
+    ref = cross_stack_ref(x64, **p64, kind=kind, formula=formula)
     _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
+
+
+def test_gpu_row_blocks(monkeypatch, device, seeded):
+    """The row blocks the GPU uses (32 rows forward, 16 backward), also under the interpreter."""
+    monkeypatch.setattr(cross_layer_ops, "BLOCK_B_INTERPRETER", cross_layer_ops.BLOCK_B_FWD)
+    _check_two_layer_stack(BATCH, 66, "dcnv3", "lcn", device)
 
 
 def test_forward_spreads_rows_over_every_sm(monkeypatch, device, seeded):
@@ -161,29 +165,13 @@ def test_forward_spreads_rows_over_every_sm(monkeypatch, device, seeded):
     assert cross_layer_ops._fwd_grid(2048, 32, None) == (32, 64)
     monkeypatch.setattr(cross_layer_ops, "_device_sms", lambda device: 5)
     assert cross_layer_ops._fwd_grid(37, cross_layer_ops.BLOCK_B_INTERPRETER, 5) == (16, 5)
-    width, formula = 192, "mdaf"
-    x = torch.randn(37, width, device=device, requires_grad=True)
-    params = _params(width, formula, 2, torch.float32, device)
-    out = cross_stack(x, **params, kind="ecn", formula=formula, allow_tf32=False)
-    dy = torch.randn_like(out)
-    grads = _grads(out, dy, {"x": x, **params})
-    x64, p64 = _leaf64(x), {k: _leaf64(v) for k, v in params.items()}
-    ref = cross_stack_ref(x64, **p64, kind="ecn", formula=formula)
-    _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
+    _check_two_layer_stack(37, 192, "mdaf", "ecn", device)
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
 def test_wide_rows(formula, device, seeded):
     """Width 300 (padded to 512; DCNv3's halves to 256): fewer rows per program on GPUs."""
-    width = 300
-    x = torch.randn(20, width, device=device, requires_grad=True)
-    params = _params(width, formula, 2, torch.float32, device)
-    out = cross_stack(x, **params, kind="ecn", formula=formula, allow_tf32=False)
-    dy = torch.randn_like(out)
-    grads = _grads(out, dy, {"x": x, **params})
-    x64, p64 = _leaf64(x), {k: _leaf64(v) for k, v in params.items()}
-    ref = cross_stack_ref(x64, **p64, kind="ecn", formula=formula)
-    _check_all(out, grads, ref, _grads(ref, dy.double(), {"x": x64, **p64}), torch.float32)
+    _check_two_layer_stack(20, 300, formula, "ecn", device)
 
 
 def test_empty_batch(device):
