@@ -32,7 +32,7 @@ class ServingRequest:
 
 
 class CFBRanker:
-    """The smoothed CTR of the click-feedback model (hierarchical fallback, Beta prior)."""
+    """The CTR estimate of a click-feedback model (``LinearCFB`` or ``BetaBackoffCFB``)."""
 
     def __init__(self, cfb: ClickFeedbackModel):
         self.cfb = cfb

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdaf.explore.cfb import CFBEstimate, as_id_array
+from mdaf.explore.cfb import CFBEstimate, as_id_array, is_number
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class Candidates:
     @classmethod
     def from_estimate(cls, ads, scores, estimate: CFBEstimate, graduation_threshold: float) -> Candidates:
         """Candidates scored by a ranker, with counts and graduation from a CFB estimate."""
-        if graduation_threshold < 0:
+        if not (is_number(graduation_threshold) and np.isfinite(graduation_threshold)
+                and graduation_threshold >= 0):
             raise ValueError(f"graduation_threshold must be >= 0, got {graduation_threshold}")
         return cls(ads=ads, scores=scores, impressions=estimate.impressions, clicks=estimate.clicks,
                    graduated=estimate.ad_impressions >= graduation_threshold)
