@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdaf.explore.cfb import ClickFeedbackModel
+from mdaf.explore.cfb import BetaBackoffCFB
 from mdaf.explore.policies import EGEpsilonGreedyPolicy, GreedyPolicy
 from mdaf.explore.serving import ServingLoop
 from mdaf.explore.simulator import AdMarket, SimulationConfig, compare_policies, simulate
@@ -52,7 +52,7 @@ def test_an_ad_leaves_once_its_budget_is_spent():
         targets=np.ones((1, 2), bool), true_ctr=np.array([[1.0, 0.1]]), cpc=np.array([2.0, 1.0]),
         budget=np.array([6.0, 1000.0]), click_noise=np.full((n_rounds, 2), 0.5, np.float32),
         warm_impressions=np.zeros((1, 2), np.int64), warm_clicks=np.zeros((1, 2), np.int64))
-    loop = ServingLoop(GreedyPolicy(), cfb=ClickFeedbackModel(min_impressions=1), n_slots=1)
+    loop = ServingLoop(GreedyPolicy(), cfb=BetaBackoffCFB(min_impressions=1), n_slots=1)
     result = simulate(market, loop)
     # Ad 0 always gets clicked: 3 clicks at cost 2 spend its budget of 6, then only ad 1 is shown.
     assert result.impressions.tolist() == [3, n_rounds - 3]
