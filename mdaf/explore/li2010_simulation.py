@@ -330,10 +330,17 @@ PAPER_SCENARIOS = (("random feedback, one-level CFB", "random", 1),
 
 
 def experiment_grid(iterations: int, scenarios=PAPER_SCENARIOS, policies=PAPER_POLICIES,
-                    default_ctr_baselines: bool = True) -> list[tuple[str, PolicySpec, SimulationSettings]]:
-    """(scenario, policy, settings) of every run for one seed; baselines: greedy with default mean and 1."""
+                    later_policies=None, default_ctr_baselines: bool = True,
+                    ) -> list[tuple[str, PolicySpec, SimulationSettings]]:
+    """(scenario, policy, settings) of every run for one seed.
+
+    ``policies`` run in the first scenario, ``later_policies`` (default: the same) in the others;
+    the baselines are greedy with default CTR mean and 1 in the first scenario.
+    """
+    later_policies = policies if later_policies is None else later_policies
     grid = [(name, spec, SimulationSettings(iterations=iterations, feedback=feedback, levels=levels))
-            for name, feedback, levels in scenarios for spec in policies]
+            for i, (name, feedback, levels) in enumerate(scenarios)
+            for spec in (policies if i == 0 else later_policies)]
     if default_ctr_baselines:
         name, feedback, levels = scenarios[0]
         grid += [(name, PolicySpec("greedy"), SimulationSettings(iterations=iterations, feedback=feedback,
@@ -356,15 +363,13 @@ def _run_one(job) -> dict:
             "eg_probabilities": run.eg_probabilities.tolist()}
 
 
-def run_experiments(seeds, iterations: int, truth_config: GroundTruthConfig = GroundTruthConfig(), jobs: int = 1,
-                    scenarios=PAPER_SCENARIOS, policies=PAPER_POLICIES,
-                    default_ctr_baselines: bool = True) -> pd.DataFrame:
-    """Every run of the grid for every seed (the ground truth's seed is the run's seed).
+def run_experiments(seeds, grid, truth_config: GroundTruthConfig = GroundTruthConfig(),
+                    jobs: int = 1) -> pd.DataFrame:
+    """Every run of ``grid`` (``experiment_grid``) for every seed (the ground truth's seed is the run's).
 
     Returns one row per (scenario, policy, seed, record): ``iteration``, ``coverage``,
     ``coverage_%`` (of the ground-truth pairs), ``expected_ctr``, ``page_views_per_second``.
     """
-    grid = experiment_grid(iterations, scenarios, policies, default_ctr_baselines)
     work = [(GroundTruthConfig(**{**asdict(truth_config), "seed": seed}), *entry, seed)
             for seed in seeds for entry in grid]
     if jobs > 1:
@@ -409,6 +414,6 @@ def final_table(curves: pd.DataFrame) -> pd.DataFrame:
     per_run["avg_ctr"] *= 100.0
     per_run = per_run.rename(columns={"ctr": "ctr_%", "avg_ctr": "avg_ctr_%"})
     grouped = per_run.groupby(level=["scenario", "policy"], sort=False)
-    table = grouped.mean().join(grouped.std(), rsuffix="_std")
+    table = grouped.mean().join(grouped.std().add_suffix("_std"))
     table["seeds"] = grouped.size()
     return table
