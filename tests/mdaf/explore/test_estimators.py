@@ -1,5 +1,8 @@
 """Off-policy estimators: unbiasedness, slates per page view, clustered errors, bad input."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -142,3 +145,16 @@ def test_bad_estimator_input():
         snips([1, 0], [0.5, 0.5], [0.5, 0.5], slots=0)
     with pytest.raises(ValueError, match="rewards must be numbers"):
         ips(["a"], [0.5], [0.5])
+
+
+def test_single_action_estimates_equal_open_bandit_pipeline():
+    """IPS, SNIPS and replay against obp's values on the same log (computed once; see the fixture)."""
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "obp_reference.json").read_text())
+    log, reference = fixture["log"], fixture["obp_values"]
+    assert fixture["provenance"]["obp_version"] == "0.4.1"
+    action = np.array(log["action"])
+    target = np.array(log["target_dist"])[np.arange(action.size), action]
+    assert ips(log["reward"], log["pscore"], target).value == pytest.approx(reference["ips"], rel=1e-12)
+    assert snips(log["reward"], log["pscore"], target).value == pytest.approx(reference["snips"], rel=1e-12)
+    assert replay(log["reward"], action, log["deterministic_target"]).value == pytest.approx(
+        reference["replay"], rel=1e-12)
