@@ -41,6 +41,7 @@ from mdaf.explore.li2010 import (
 FEEDBACKS = ("random", "deterministic")
 DEFAULT_CTRS = ("zero", "mean", "one")
 TIE_BREAKS = ("fixed", "random")
+RANK_SLICE = 125  # pages per top-n search
 LEVEL_WEIGHTS = (0.7, 0.3)  # the paper's linear combination of (page, ad) and (publisher, ad group)
 KINDS = ("greedy", "epsilon-greedy", "epsilon-decreasing", "EG", "confidence")
 
@@ -112,7 +113,8 @@ class GroundTruth:
         extra_mean = c.mean_ads_per_page - c.min_ads_per_page
         # Negative binomial (dispersion 3) for a skewed number of ads per page, capped at n_ads.
         counts = c.min_ads_per_page + rng.negative_binomial(3, 3 / (3 + extra_mean), c.n_pages)
-        counts = np.minimum(counts, c.n_ads)
+        # Pages in order of their number of ads: the simulation ranks them in slices of similar width.
+        counts = np.sort(np.minimum(counts, c.n_ads))
         width = int(counts.max())
         popularity = rng.lognormal(0.0, 1.0, c.n_ads)
         popularity /= popularity.sum()
@@ -251,6 +253,11 @@ def simulate(truth: GroundTruth, spec: PolicySpec, settings: SimulationSettings 
     if spec.kind == "EG":
         eg = ExponentiatedGradient(PAPER_EPSILONS, **theorem1_settings(len(PAPER_EPSILONS),
                                                                         s.iterations * n_pages, s.eg_delta))
+    # Top-n search in slices of pages of similar width (pages come sorted by their number of ads).
+    counts = truth.valid.sum(axis=1)
+    slices = [(rows_slice.start, rows_slice.stop, int(counts[rows_slice].max()))
+              for rows_slice in (slice(i, min(i + RANK_SLICE, n_pages)) for i in range(0, n_pages, RANK_SLICE))]
+    top = np.empty((n_pages, s.n), dtype=np.int64)
     n_records = s.iterations // s.record_every
     coverage = np.zeros(n_records, dtype=np.int64)
     expected_ctr = np.zeros(n_records)
@@ -263,7 +270,8 @@ def simulate(truth: GroundTruth, spec: PolicySpec, settings: SimulationSettings 
             key = LEVEL_WEIGHTS[0] * page_score + LEVEL_WEIGHTS[1] * cell_score[cell] + tie_break
         elif s.tie_break == "random":
             key = page_score + tie_break
-        top = np.argpartition(key, width - s.n, axis=1)[:, width - s.n:]
+        for first, stop, used in slices:
+            top[first:stop] = np.argpartition(key[first:stop, :used], used - s.n, axis=1)[:, used - s.n:]
         ranked = np.take_along_axis(top, np.argsort(-np.take_along_axis(key, top, axis=1), axis=1), axis=1)
         if spec.kind == "greedy":
             shown = ranked[:, :s.m]
