@@ -48,8 +48,10 @@ def test_serving_loop_throughput(benchmark, policy):
         benchmark.extra_info["page_views_per_second"] = PAGE_VIEWS / benchmark.stats.stats.min
 
 
-@pytest.mark.parametrize("kind, epsilon, levels", [("greedy", 0.0, 1), ("epsilon-greedy", 0.5, 1), ("EG", 0.0, 1),
-                                                   ("confidence", 0.5, 1), ("confidence", 0.5, 2)])
+@pytest.mark.parametrize("kind, epsilon, levels", [
+    ("greedy", 0.0, 1), ("epsilon-greedy", 0.5, 1), ("EG", 0.0, 1), ("confidence", 0.5, 1),
+    ("confidence", 0.5, 2),
+])
 def test_li2010_simulation_throughput(benchmark, kind, epsilon, levels):
     truth = GroundTruth.generate()
     settings = SimulationSettings(iterations=SIMULATION_ITERATIONS, levels=levels)

@@ -58,16 +58,18 @@ def market_findings(table: pd.DataFrame, seed: int) -> list[str]:
     """What the market run shows, in sentences computed from the table."""
     greedy = table.loc["greedy"]
     ranked = table.sort_values("expected_clicks", ascending=False)
-    better = [name for name in ranked.index if ranked.loc[name, "expected_clicks"] > greedy["expected_clicks"]]
+    better = [name for name in ranked.index
+              if ranked.loc[name, "expected_clicks"] > greedy["expected_clicks"]]
     best = ranked.index[0]
     lines = [f"market seed {seed}: ranked by expected clicks (= by regret, one benchmark for all): "
              + ", ".join(f"{name} {ranked.loc[name, 'expected_clicks']:.0f}" for name in ranked.index) + "."]
-    lines.append(f"{len(better)} of {len(table) - 1} policies beat greedy ({greedy['expected_clicks']:.0f} expected "
-                 f"clicks, reach {greedy['reach_%']:.0f}%, starved {greedy['starved_%']:.0f}%): "
+    lines.append(f"{len(better)} of {len(table) - 1} policies beat greedy "
+                 f"({greedy['expected_clicks']:.0f} expected clicks, reach {greedy['reach_%']:.0f}%, "
+                 f"starved {greedy['starved_%']:.0f}%): "
                  + (", ".join(better) if better else "none") + ".")
     if best == "greedy":
-        lines.append(f"exploration did not pay off within {table.attrs['config']['n_rounds']} page views: the "
-                     "explorers reach more ads and starve fewer advertisers, at a cost in clicks.")
+        lines.append(f"exploration did not pay off within {table.attrs['config']['n_rounds']} page views: "
+                     "the explorers reach more ads and starve fewer advertisers, at a cost in clicks.")
     else:
         gain = 100 * (ranked.loc[best, "expected_clicks"] / greedy["expected_clicks"] - 1)
         lines.append(f"best: {best}, {gain:+.1f}% expected clicks over greedy, reach "
@@ -95,8 +97,8 @@ def main(argv=None) -> pd.DataFrame:
     print("config:", json.dumps(asdict(config)))
     table, results, market = compare_policies(config)
     print(f"market: {market.n_ads} ads ({int((market.arrival > 0).sum())} arriving during the run), "
-          f"{config.n_pages} pages, {config.n_rounds} page views, {config.n_slots} slots, warm-start mean CTR "
-          f"{100 * market.warm_mean_ctr:.2f}%")
+          f"{config.n_pages} pages, {config.n_rounds} page views, {config.n_slots} slots, "
+          f"warm-start mean CTR {100 * market.warm_mean_ctr:.2f}%")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(2).to_string())
     print("columns:")
@@ -108,7 +110,8 @@ def main(argv=None) -> pd.DataFrame:
     table.to_csv(args.out / "explore_table.csv")
     (args.out / "explore_config.json").write_text(json.dumps(asdict(config), indent=2))
     plot_cumulative_clicks(results, args.out / "explore_cumulative_clicks.png")
-    print(f"saved {args.out / 'explore_table.csv'}, {args.out / 'explore_cumulative_clicks.png'}, {args.out / 'li2010'}")
+    print(f"saved {args.out / 'explore_table.csv'}, {args.out / 'explore_cumulative_clicks.png'}, "
+          f"{args.out / 'li2010'}")
     return table
 
 

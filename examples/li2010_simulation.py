@@ -42,7 +42,8 @@ FULL_POLICIES = tuple(spec for spec in sim.PAPER_POLICIES if spec.kind != "epsil
 LATER_POLICIES = (sim.PolicySpec("greedy"), sim.PolicySpec("epsilon-greedy", 0.5), sim.PolicySpec("EG"),
                   sim.PolicySpec("confidence", 0.5))
 REDUCED_POLICIES = (sim.PolicySpec("greedy"), sim.PolicySpec("epsilon-greedy", 0.5),
-                    sim.PolicySpec("epsilon-decreasing"), sim.PolicySpec("EG"), sim.PolicySpec("confidence", 0.5))
+                    sim.PolicySpec("epsilon-decreasing"), sim.PolicySpec("EG"),
+                    sim.PolicySpec("confidence", 0.5))
 TABLE_COLUMNS = ("coverage_%", "coverage_gain_%", "ctr_%", "ctr_gain_%", "avg_ctr_%", "avg_ctr_gain_%")
 COLUMN_HELP = {
     "coverage_%": "CFB coverage at the end: (page, ad) pairs with >= 100 impressions, % of all pairs",
@@ -106,10 +107,12 @@ def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reduced", action="store_true", help="one seed, one scenario, 1,000 iterations")
     parser.add_argument("--seeds", type=int, nargs="+", help=f"default {FULL_SEEDS} (reduced: 0)")
-    parser.add_argument("--iterations", type=int, help=f"default {FULL_ITERATIONS} (reduced: {REDUCED_ITERATIONS})")
+    parser.add_argument("--iterations", type=int,
+                        help=f"default {FULL_ITERATIONS} (reduced: {REDUCED_ITERATIONS})")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/explore"))
-    parser.add_argument("--from-curves", type=Path, help="redraw from DIR/curves.csv.gz instead of simulating")
+    parser.add_argument("--from-curves", type=Path,
+                        help="redraw from DIR/curves.csv.gz instead of simulating")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_curves is not None:
@@ -125,8 +128,8 @@ def main(argv=None) -> pd.DataFrame:
     truth = sim.GroundTruth.generate(sim.GroundTruthConfig(seed=seeds[0]))
     settings = sim.SimulationSettings(iterations=iterations)
     print(f"ground truth (seed {seeds[0]}): {truth.ads.shape[0]} pages, {truth.config.n_ads} ads, "
-          f"{truth.n_pairs} (page, ad) pairs ({truth.n_pairs / truth.ads.shape[0]:.1f} per page), initial CFB "
-          f"knows {int((truth.known_impressions > 0).sum())}; true CTR median "
+          f"{truth.n_pairs} (page, ad) pairs ({truth.n_pairs / truth.ads.shape[0]:.1f} per page), "
+          f"initial CFB knows {int((truth.known_impressions > 0).sum())}; true CTR median "
           f"{100 * float(pd.Series(truth.true_ctr[truth.valid]).median()):.2f}%")
     print(f"settings: {json.dumps(asdict(settings))}; seeds {list(seeds)}")
     start = time.perf_counter()

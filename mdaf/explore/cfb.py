@@ -41,7 +41,8 @@ class CFBEstimate:
 
 def is_number(value) -> bool:
     """A real scalar (Python or numpy int or float, not bool, not a string)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    numeric = isinstance(value, (int, float, np.integer, np.floating))
+    return numeric and not isinstance(value, (bool, np.bool_))
 
 
 def as_id_array(values, name: str) -> np.ndarray:
@@ -108,7 +109,8 @@ class ClickFeedbackModel:
                              f"{imps[bad]} impressions of ad {int(ads[bad])}")
         ctx_counts = self._context.setdefault(context, [0.0, 0.0])
         for ad, n, c in zip(ads.tolist(), imps.tolist(), clks.tolist(), strict=True):
-            for counts in (self._pair.setdefault((context, ad), [0.0, 0.0]), self._ad.setdefault(ad, [0.0, 0.0]),
+            for counts in (self._pair.setdefault((context, ad), [0.0, 0.0]),
+                           self._ad.setdefault(ad, [0.0, 0.0]),
                            self._group.setdefault(self.group_key(context, ad), [0.0, 0.0]), ctx_counts):
                 counts[0] += n
                 counts[1] += c
@@ -147,7 +149,8 @@ class LinearCFB(ClickFeedbackModel):
         if w.size not in (1, 2) or not (np.isfinite(w).all() and w.min() >= 0 and w.sum() > 0):
             raise ValueError(f"weights must be 1 or 2 non-negative level weights, got {weights!r}")
         if w.size == 2 and (publisher_of is None or ad_group_of is None):
-            raise ValueError("two levels need publisher_of (context -> publisher) and ad_group_of (ad -> group)")
+            raise ValueError("two levels need publisher_of (context -> publisher) and "
+                             "ad_group_of (ad -> group)")
         if not (is_number(default_ctr) and 0 <= default_ctr <= 1):
             raise ValueError(f"default_ctr must be a number in [0, 1], got {default_ctr!r}")
         self.weights = w
@@ -170,7 +173,9 @@ class LinearCFB(ClickFeedbackModel):
         context = int(as_id_array(context, "context")[0])
         ads = as_id_array(ads, "ads").tolist()
         pair = self._lookup(self._pair, [(context, a) for a in ads])
-        levels = [pair, self._lookup(self._group, [self.group_key(context, a) for a in ads])][:self.weights.size]
+        levels = [pair]
+        if self.weights.size == 2:
+            levels.append(self._lookup(self._group, [self.group_key(context, a) for a in ads]))
         ctrs, passed = zip(*(self._level_ctr(counts) for counts in levels), strict=True)
         level = np.full(len(ads), len(self.level_names), dtype=np.int64)
         for index in reversed(range(len(levels))):
@@ -199,9 +204,9 @@ class BetaBackoffCFB(ClickFeedbackModel):
 
     def __init__(self, prior_alpha: float = 1.0, prior_beta: float = 19.0, min_impressions: float = 30.0):
         super().__init__()
-        if not (is_number(prior_alpha) and is_number(prior_beta) and np.isfinite([prior_alpha, prior_beta]).all()
-                and prior_alpha > 0 and prior_beta > 0):
-            raise ValueError(f"prior_alpha and prior_beta must be finite and > 0, got {prior_alpha}, {prior_beta}")
+        for name, value in (("prior_alpha", prior_alpha), ("prior_beta", prior_beta)):
+            if not (is_number(value) and np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} (of the Beta prior) must be a finite number > 0, got {value!r}")
         self.prior_alpha = float(prior_alpha)
         self.prior_beta = float(prior_beta)
         self.min_impressions = _check_threshold(min_impressions, "min_impressions")

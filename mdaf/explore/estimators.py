@@ -82,7 +82,8 @@ def _cluster_sums(values: list[np.ndarray], page_views, n_page_views) -> tuple[l
     elif not is_number(n_page_views) or int(n_page_views) != n_page_views:
         raise ValueError(f"n_page_views must be an integer, got {n_page_views!r}")
     elif n_page_views < distinct:
-        raise ValueError(f"n_page_views ({n_page_views}) must be at least the {distinct} page views in the log")
+        raise ValueError(f"n_page_views ({n_page_views}) must be at least the {distinct} page views "
+                         "in the log")
     n_page_views = int(n_page_views)
     return [np.bincount(ids, weights=v, minlength=n_page_views) for v in values], n_page_views
 

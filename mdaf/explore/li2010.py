@@ -298,8 +298,10 @@ class ExponentiatedGradient:
             raise ValueError(f"d must be one or more integer epsilon indices, got {d.tolist()!r}")
         if d.min() < 0 or d.max() >= self.epsilons.size:
             raise ValueError(f"d must be in [0, {self.epsilons.size}), got {d.tolist()[:5]}")
-        if clicks.shape != d.shape or not (np.isfinite(clicks).all() and clicks.min() >= 0 and clicks.max() <= 1):
-            raise ValueError(f"clicks must be {d.size} values in [0, 1], one per d, got {clicks.tolist()[:5]}")
+        valid = clicks.shape == d.shape and np.isfinite(clicks).all()
+        if not (valid and 0 <= clicks.min() <= clicks.max() <= 1):
+            raise ValueError(f"clicks must be {d.size} values in [0, 1], one per d, "
+                             f"got {clicks.tolist()[:5]}")
         p = self.probabilities if probs is None else np.asarray(probs, dtype=np.float64)
         if p.shape != self.epsilons.shape or not (np.isfinite(p).all() and p.min() > 0):
             raise ValueError(f"probs must be {self.epsilons.size} probabilities > 0 (the p that d was "

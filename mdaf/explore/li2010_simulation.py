@@ -255,8 +255,8 @@ def simulate(truth: GroundTruth, spec: PolicySpec, settings: SimulationSettings 
                                                                         s.iterations * n_pages, s.eg_delta))
     # Top-n search in slices of pages of similar width (pages come sorted by their number of ads).
     counts = truth.valid.sum(axis=1)
-    slices = [(rows_slice.start, rows_slice.stop, int(counts[rows_slice].max()))
-              for rows_slice in (slice(i, min(i + RANK_SLICE, n_pages)) for i in range(0, n_pages, RANK_SLICE))]
+    slices = [(first, min(first + RANK_SLICE, n_pages), int(counts[first:first + RANK_SLICE].max()))
+              for first in range(0, n_pages, RANK_SLICE)]
     top = np.empty((n_pages, s.n), dtype=np.int64)
     n_records = s.iterations // s.record_every
     coverage = np.zeros(n_records, dtype=np.int64)
@@ -276,8 +276,8 @@ def simulate(truth: GroundTruth, spec: PolicySpec, settings: SimulationSettings 
         if spec.kind == "greedy":
             shown = ranked[:, :s.m]
         elif spec.kind == "confidence":
-            shown = algorithm3_slates(ranked, impressions[rows, ranked], spec.epsilon, s.m, s.r, s.q, s.w, s.b,
-                                      s.threshold, rng)[0]
+            shown = algorithm3_slates(ranked, impressions[rows, ranked], spec.epsilon, s.m, s.r, s.q,
+                                      s.w, s.b, s.threshold, rng)[0]
         else:
             if spec.kind == "EG":
                 probs = eg.probabilities
@@ -359,14 +359,16 @@ def experiment_grid(iterations: int, scenarios=PAPER_SCENARIOS, policies=PAPER_P
 
 def run_label(spec: PolicySpec, settings: SimulationSettings) -> str:
     """The policy's name, with the default CTR when it is not 0."""
-    return spec.name if settings.default_ctr == "zero" else f"{spec.name} (default CTR {settings.default_ctr})"
+    if settings.default_ctr == "zero":
+        return spec.name
+    return f"{spec.name} (default CTR {settings.default_ctr})"
 
 
 def _run_one(job) -> dict:
     truth_config, scenario, spec, settings, seed = job
     run = simulate(GroundTruth.generate(truth_config), spec, settings, seed=seed)
-    return {"scenario": scenario, "policy": run_label(spec, settings), "seed": seed, "iteration": run.iteration,
-            "coverage": run.coverage, "expected_ctr": run.expected_ctr,
+    return {"scenario": scenario, "policy": run_label(spec, settings), "seed": seed,
+            "iteration": run.iteration, "coverage": run.coverage, "expected_ctr": run.expected_ctr,
             "page_views_per_second": run.page_views_per_second,
             "eg_probabilities": run.eg_probabilities.tolist()}
 

@@ -83,7 +83,8 @@ class InteractionLog:
         missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
         if missing:
             raise ValueError(f"log DataFrame lacks columns {missing}; it needs {list(REQUIRED_COLUMNS)}")
-        integer_columns = ["context", "action", "timestamp"] + [c for c in ("position", "page_view") if c in df]
+        optional = [c for c in ("position", "page_view") if c in df]
+        integer_columns = ["context", "action", "timestamp", *optional]
         for c in integer_columns:
             if not pd.api.types.is_integer_dtype(df[c]):
                 raise ValueError(f"column {c!r} must hold integers, got dtype {df[c].dtype}")

@@ -276,7 +276,8 @@ class ConfidencePolicy(SlatePolicy):
     def inclusion_probabilities(self, candidates: Candidates, n_slots: int) -> np.ndarray:
         ranked = _rank_order(candidates)[:self.n]
         probs = np.zeros(len(candidates))
-        probs[ranked] = algorithm3_inclusion(candidates.impressions[ranked], *self._settings(_check_slots(n_slots)))
+        settings = self._settings(_check_slots(n_slots))
+        probs[ranked] = algorithm3_inclusion(candidates.impressions[ranked], *settings)
         return probs
 
     def select(self, candidates: Candidates, n_slots: int, rng: np.random.Generator) -> Slate:
@@ -284,8 +285,8 @@ class ConfidencePolicy(SlatePolicy):
         m = _check_slots(n_slots)
         x = candidates.impressions[ranked]
         rank_probs = algorithm3_inclusion(x, *self._settings(m))
-        shown, explored = algorithm3_slates(np.arange(ranked.size)[None, :], x[None, :], self.epsilon, m, self.r,
-                                            self.q, self.w, self.b, self.threshold, rng)
+        shown, explored = algorithm3_slates(np.arange(ranked.size)[None, :], x[None, :], self.epsilon, m,
+                                            self.r, self.q, self.w, self.b, self.threshold, rng)
         index = ranked[shown[0]]
         return Slate(index=index, ads=candidates.ads[index], propensities=rank_probs[shown[0]],
                      explored=explored[0])
@@ -507,7 +508,8 @@ class ThompsonSamplingPolicy(SlatePolicy):
 
     def select(self, candidates: Candidates, n_slots: int, rng: np.random.Generator) -> Slate:
         n_show = min(_check_slots(n_slots), len(candidates))
-        theta = rng.beta(self.alpha + candidates.clicks, self.beta + candidates.impressions - candidates.clicks)
+        non_clicks = candidates.impressions - candidates.clicks
+        theta = rng.beta(self.alpha + candidates.clicks, self.beta + non_clicks)
         index = np.argsort(-theta, kind="stable")[:n_show]
         return Slate(index=index, ads=candidates.ads[index], propensities=np.full(n_show, np.nan),
                      explored=np.zeros(n_show, dtype=bool))

@@ -50,9 +50,11 @@ class ServingLoop:
             raise ValueError(f"n_slots must be a positive integer, got {n_slots!r}")
         if not (is_number(graduation_threshold) and np.isfinite(graduation_threshold)
                 and graduation_threshold >= 0):
-            raise ValueError(f"graduation_threshold must be a finite number >= 0, got {graduation_threshold!r}")
+            raise ValueError(f"graduation_threshold must be a finite number >= 0, "
+                             f"got {graduation_threshold!r}")
         if cfb is not None and not isinstance(cfb, ClickFeedbackModel):
-            raise ValueError(f"cfb must be a ClickFeedbackModel (LinearCFB or BetaBackoffCFB), got {type(cfb)}")
+            raise ValueError(f"cfb must be a ClickFeedbackModel (LinearCFB or BetaBackoffCFB), "
+                             f"got {type(cfb)}")
         self.policy = policy
         self.cfb = BetaBackoffCFB() if cfb is None else cfb
         self.ranker = CFBRanker(self.cfb) if ranker is None else ranker

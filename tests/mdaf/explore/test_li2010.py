@@ -59,7 +59,8 @@ def test_algorithm3_batch_matches_exact_inclusion(m, r, q, epsilon, w, b, thresh
     x = np.array([2500, 40, 700, 120, 0, 999, 1000, 300, 80, 5.0])
     batch = 40_000
     ranked = np.tile(np.arange(x.size), (batch, 1))
-    shown, from_promo = algorithm3_slates(ranked, np.tile(x, (batch, 1)), epsilon, m, r, q, w, b, threshold, rng)
+    shown, from_promo = algorithm3_slates(ranked, np.tile(x, (batch, 1)), epsilon, m, r, q, w, b, threshold,
+                                          rng)
     assert np.all(np.sort(shown, axis=1)[:, 1:] != np.sort(shown, axis=1)[:, :-1])
     exact = algorithm3_inclusion(x, m, r, q, epsilon, w, b, threshold)
     assert exact.sum() == pytest.approx(m)

@@ -17,7 +17,8 @@ from mdaf.explore.li2010_simulation import (
     simulate,
 )
 
-SMALL = GroundTruthConfig(seed=5, n_pages=60, n_ads=600, mean_ads_per_page=30, n_publishers=6, n_ad_groups=400)
+SMALL = GroundTruthConfig(seed=5, n_pages=60, n_ads=600, mean_ads_per_page=30, n_publishers=6,
+                          n_ad_groups=400)
 
 
 def test_paper_shaped_ground_truth():

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from mdaf.explore.cfb import BetaBackoffCFB
+from mdaf.explore.estimators import ips
 from mdaf.explore.li2010 import PAPER_EPSILONS
+from mdaf.explore.logs import InteractionLog
 from mdaf.explore.policies import (
     ConfidencePolicy,
     EGEpsilonGreedyPolicy,
@@ -21,8 +23,6 @@ from mdaf.explore.policies import (
     thompson_prior,
     ucb1_constant,
 )
-from mdaf.explore.estimators import ips
-from mdaf.explore.logs import InteractionLog
 from mdaf.explore.rankers import ServingRequest
 from mdaf.explore.serving import ServingLoop
 from mdaf.explore.slots import Candidates
@@ -183,8 +183,8 @@ def test_ucb_bonus_exploration_favours_ads_with_few_impressions():
     candidates = Candidates(ads=np.arange(5), scores=np.full(5, 0.05),
                             impressions=np.array([0, 5, 50, 500, 5000.0]), clicks=np.zeros(5),
                             graduated=np.zeros(5, bool))
-    probs = GraduationEpsilonGreedyPolicy(1.0, exploration="ucb-bonus", ucb_bonus=1.0).inclusion_probabilities(
-        candidates, 1)
+    policy = GraduationEpsilonGreedyPolicy(1.0, exploration="ucb-bonus", ucb_bonus=1.0)
+    probs = policy.inclusion_probabilities(candidates, 1)
     assert np.all(np.diff(probs) < 0)
     uniform = GraduationEpsilonGreedyPolicy(1.0).inclusion_probabilities(candidates, 1)
     np.testing.assert_allclose(uniform, 0.2)

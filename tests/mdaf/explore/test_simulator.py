@@ -10,7 +10,14 @@ import pytest
 from mdaf.explore.cfb import BetaBackoffCFB
 from mdaf.explore.policies import ConfidencePolicy, EGEpsilonGreedyPolicy, GreedyPolicy, UCB1Policy
 from mdaf.explore.serving import ServingLoop
-from mdaf.explore.simulator import COLUMNS, AdMarket, SimulationConfig, compare_policies, default_policies, simulate
+from mdaf.explore.simulator import (
+    COLUMNS,
+    AdMarket,
+    SimulationConfig,
+    compare_policies,
+    default_policies,
+    simulate,
+)
 
 SMALL = SimulationConfig(seed=3, n_rounds=600, n_pages=4, n_initial_ads=16, arrival_rate=0.02,
                          mean_lifetime=1500.0, graduation_threshold=20, warm_start_impressions=50)
@@ -60,7 +67,8 @@ def test_default_policies_follow_the_rules():
     alpha, beta = policies["Thompson"].alpha, policies["Thompson"].beta
     assert alpha / (alpha + beta) == pytest.approx(mean_ctr)
     eg = policies["EG"].eg
-    assert eg.kappa == pytest.approx(4 * 10 * eg.beta / (3 + eg.beta)) and eg.tau == pytest.approx(eg.kappa / 20)
+    assert eg.kappa == pytest.approx(4 * 10 * eg.beta / (3 + eg.beta))
+    assert eg.tau == pytest.approx(eg.kappa / 20)
 
 
 def test_an_ad_leaves_once_its_budget_is_spent():
