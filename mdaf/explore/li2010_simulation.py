@@ -247,8 +247,7 @@ def simulate(truth: GroundTruth, spec: PolicySpec, settings: SimulationSettings 
                                        minlength=truth.config.n_publishers * n_groups)
         cell_clicks = np.bincount(cell[truth.valid], clicks[truth.valid], minlength=cell_impressions.size)
         cell_score = _ctr(cell_clicks, cell_impressions, s.threshold, default)
-    else:
-        key = page_score + tie_break
+    key = page_score + tie_break  # two levels: recomputed each iteration over the used columns
     eg = None
     if spec.kind == "EG":
         eg = ExponentiatedGradient(PAPER_EPSILONS, **theorem1_settings(len(PAPER_EPSILONS),
@@ -266,11 +265,13 @@ def simulate(truth: GroundTruth, spec: PolicySpec, settings: SimulationSettings 
     for t in range(s.iterations):
         if s.tie_break == "random":
             tie_break = 1e-12 * rng.random((n_pages, width))
-        if s.levels == 2:
-            key = LEVEL_WEIGHTS[0] * page_score + LEVEL_WEIGHTS[1] * cell_score[cell] + tie_break
-        elif s.tie_break == "random":
+        if s.tie_break == "random" and s.levels == 1:
             key = page_score + tie_break
         for first, stop, used in slices:
+            if s.levels == 2:
+                part = np.s_[first:stop, :used]
+                key[part] = (LEVEL_WEIGHTS[0] * page_score[part] + LEVEL_WEIGHTS[1] * cell_score[cell[part]]
+                             + tie_break[part])
             top[first:stop] = np.argpartition(key[first:stop, :used], used - s.n, axis=1)[:, used - s.n:]
         ranked = np.take_along_axis(top, np.argsort(-np.take_along_axis(key, top, axis=1), axis=1), axis=1)
         if spec.kind == "greedy":
