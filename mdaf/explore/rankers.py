@@ -35,6 +35,9 @@ class CFBRanker:
     """The CTR estimate of a click-feedback model (``LinearCFB`` or ``BetaBackoffCFB``)."""
 
     def __init__(self, cfb: ClickFeedbackModel):
+        if not isinstance(cfb, ClickFeedbackModel):
+            raise ValueError(f"cfb must be a ClickFeedbackModel (LinearCFB or BetaBackoffCFB), "
+                             f"got {type(cfb)}")
         self.cfb = cfb
 
     def __call__(self, request: ServingRequest) -> np.ndarray:
