@@ -100,6 +100,13 @@ def report(curves: pd.DataFrame, out: Path) -> pd.DataFrame:
     print("columns (mean +- std over seeds):")
     for column in TABLE_COLUMNS:
         print(f"  {column:16s} {COLUMN_HELP[column]}")
+    seeds = sorted(curves["seed"].unique().tolist())
+    lines = [f"The paper's findings on this run (seeds {seeds}, "
+             f"{int(curves['iteration'].max())} iterations):", ""]
+    lines += [f"- {finding}: **{verdict}** ({evidence})"
+              for finding, verdict, evidence in sim.paper_findings(curves)]
+    (out / "li2010_findings.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return table
 
 

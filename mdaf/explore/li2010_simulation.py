@@ -428,3 +428,69 @@ def final_table(curves: pd.DataFrame) -> pd.DataFrame:
     table = grouped.mean().join(grouped.std().add_suffix("_std"))
     table["seeds"] = grouped.size()
     return table
+
+
+def convergence_iteration(curve: pd.DataFrame, fraction: float = 0.9) -> float:
+    """First recorded iteration where the mean coverage made ``fraction`` of its total change."""
+    mean = curve.groupby("iteration")["coverage_%"].mean()
+    start, end = mean.iloc[0], mean.iloc[-1]
+    if end <= start:
+        return float("nan")
+    return float(mean.index[np.argmax(mean.to_numpy() >= start + fraction * (end - start))])
+
+
+def paper_findings(curves: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's qualitative findings checked on ``curves``: (finding, verdict, evidence).
+
+    Verdicts: "holds", "does not hold", or "not tested" when the runs it needs are missing.
+    """
+    table = final_table(curves)
+    findings = []
+    explorers = [(scenario, policy) for scenario, policy in table.index
+                 if policy != "greedy" and "default CTR" not in policy]
+
+    def verdict(ok: bool) -> str:
+        return "holds" if ok else "does not hold"
+
+    coverage_gain = table.loc[explorers, "coverage_gain_%"]
+    findings.append(("every EE algorithm beats pure exploitation in CFB coverage",
+                     verdict(bool((coverage_gain > 0).all())),
+                     f"coverage gain over greedy {coverage_gain.min():+.1f}% .. {coverage_gain.max():+.1f}%"))
+    ctr_gain = table.loc[explorers, "ctr_gain_%"]
+    findings.append(("after an early dip, every EE algorithm beats pure exploitation in expected CTR",
+                     verdict(bool((ctr_gain > 0).all())),
+                     f"{int((ctr_gain > 0).sum())} of {ctr_gain.size} runs above greedy at the end; gain "
+                     f"{ctr_gain.min():+.1f}% .. {ctr_gain.max():+.1f}%"))
+    first = curves["scenario"].iloc[0]
+    data = curves[curves["scenario"] == first]
+    times = {policy: convergence_iteration(group) for policy, group in data.groupby("policy")}
+    greedy_eps = [f"epsilon-greedy {e:g}" for e in (0.1, 0.5, 0.9)]
+    if all(name in times for name in greedy_eps):
+        t = [times[name] for name in greedy_eps]
+        findings.append(("larger epsilon converges faster (coverage)", verdict(t[0] >= t[1] >= t[2]),
+                         f"{first}: 90% of the coverage gain at iteration " + ", ".join(
+                             f"{t_i:g} (epsilon {e})" for t_i, e in zip(t, (0.1, 0.5, 0.9), strict=True))))
+    if "EG" in times and any(name in times for name in greedy_eps):
+        others = {name: times[name] for name in greedy_eps if name in times}
+        findings.append(("EG converges fastest among the epsilon-greedy variants",
+                         verdict(times["EG"] < min(others.values())),
+                         f"{first}: EG at iteration {times['EG']:g}, fixed epsilons at "
+                         + ", ".join(f"{v:g}" for v in others.values())))
+    best = table.loc[explorers, "ctr_%"].groupby(level="scenario", sort=False).idxmax()
+    best_is_confidence = [policy.startswith("confidence") for _, policy in best]
+    findings.append(("confidence-based exploration is the best EE algorithm (expected CTR at the end)",
+                     verdict(all(best_is_confidence)),
+                     "; ".join(f"{scenario}: {policy}" for scenario, policy in best)))
+    two_level = [s for s in table.index.get_level_values("scenario").unique() if "two-level" in s]
+    if two_level:
+        gain = table.loc[[i for i in explorers if i[0] == two_level[0]], "coverage_gain_%"]
+        findings.append(("with the two-level CFB, EE raises coverage by 23.6% over the baseline",
+                         verdict(bool(gain.mean() >= 23.6 / 2)),
+                         f"mean coverage gain {gain.mean():+.1f}% ({gain.min():+.1f}% .. "
+                         f"{gain.max():+.1f}%); holds if at least half the paper's"))
+    optimistic = [i for i in table.index if i[1] == "greedy (default CTR one)"]
+    if optimistic:
+        coverage = table.loc[optimistic[0], "coverage_%"]
+        findings.append(("default CTR 1 (explore everything first) reaches full coverage",
+                         verdict(bool(coverage >= 99.0)), f"coverage {coverage:.1f}% at the end"))
+    return findings

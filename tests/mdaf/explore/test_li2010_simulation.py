@@ -13,6 +13,7 @@ from mdaf.explore.li2010_simulation import (
     default_ctr_value,
     experiment_grid,
     final_table,
+    paper_findings,
     run_experiments,
     simulate,
 )
@@ -79,6 +80,12 @@ def test_experiments_and_final_table():
     np.testing.assert_allclose(greedy_rows["coverage_gain_%"], 0.0)
     assert {"coverage_%", "coverage_%_std", "ctr_%", "avg_ctr_gain_%"} <= set(table.columns)
     assert (curves["page_views_per_second"] > 0).all()
+    findings = paper_findings(curves)
+    assert findings[0][0] == "every EE algorithm beats pure exploitation in CFB coverage"
+    assert all(verdict in ("holds", "does not hold") for _, verdict, _ in findings)
+    assert any(name.startswith("default CTR 1") for name, _, _ in findings)
+    gains = table.loc[[i for i in table.index if i[1] == "confidence 0.5"], "coverage_gain_%"]
+    assert (findings[0][1] == "holds") == bool((gains > 0).all())
 
 
 @pytest.mark.parametrize("build, match", [
