@@ -9,7 +9,9 @@ Reduced run (one seed, the first scenario, five algorithms, 1,000 iterations)::
 
     python examples/li2010_simulation.py --reduced --out runs/li2010
 
-``--from-curves DIR`` redraws the figures and the table from a saved ``curves.csv.gz``.
+``--from-curves DIR [DIR ...]`` redraws the figures and the table from saved ``curves.csv.gz`` files:
+each run depends only on its seed and settings, so seeds run in separate processes
+(``--seeds 0 1``, ``--seeds 2 3`` ...) and merged this way give the single command's results.
 """
 
 from __future__ import annotations
@@ -118,12 +120,16 @@ def main(argv=None) -> pd.DataFrame:
                         help=f"default {FULL_ITERATIONS} (reduced: {REDUCED_ITERATIONS})")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/explore"))
-    parser.add_argument("--from-curves", type=Path,
-                        help="redraw from DIR/curves.csv.gz instead of simulating")
+    parser.add_argument("--from-curves", type=Path, nargs="+", metavar="DIR",
+                        help="redraw from DIR/curves.csv.gz (several: runs of other seeds), no simulation")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_curves is not None:
-        return report(pd.read_csv(args.from_curves / "curves.csv.gz"), args.out)
+        curves = pd.concat([pd.read_csv(d / "curves.csv.gz") for d in args.from_curves], ignore_index=True)
+        if curves.duplicated(["scenario", "policy", "seed", "iteration"]).any():
+            raise ValueError("--from-curves: the directories share a seed; give each seed once")
+        curves.to_csv(args.out / "curves.csv.gz", index=False, float_format="%.6g")
+        return report(curves, args.out)
 
     seeds = args.seeds or ((0,) if args.reduced else FULL_SEEDS)
     iterations = args.iterations or (REDUCED_ITERATIONS if args.reduced else FULL_ITERATIONS)
