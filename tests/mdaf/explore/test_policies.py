@@ -316,6 +316,15 @@ def test_paper_policies_reject_lists_that_do_not_fit():
         EpsilonGreedyPolicy(0.1, q=4).select(make_candidates(n=4), 3, np.random.default_rng(0))
 
 
+def test_nan_thresholds_are_rejected():
+    with pytest.raises(ValueError, match="graduation_threshold"):
+        ServingLoop(GreedyPolicy(), graduation_threshold=np.nan)
+    with pytest.raises(ValueError, match="graduation_threshold"):
+        Candidates.from_estimate([1], [0.1], BetaBackoffCFB().estimate(0, [1]), graduation_threshold=np.nan)
+    with pytest.raises(ValueError, match="cfb must be a ClickFeedbackModel"):
+        ServingLoop(GreedyPolicy(), cfb={})
+
+
 def test_empty_candidate_list_is_rejected():
     with pytest.raises(ValueError, match="empty"):
         Candidates(ads=np.zeros(0, np.int64), scores=[], impressions=[], clicks=[], graduated=[])
