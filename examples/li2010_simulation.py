@@ -57,7 +57,7 @@ COLUMN_HELP = {
 }
 
 
-def plot_scenario(curves: pd.DataFrame, scenario: str, path: Path) -> None:
+def plot_scenario(curves: pd.DataFrame, scenario: str, path: Path, title: str) -> None:
     """Coverage and expected CTR against iterations, mean over seeds with a +-1 std band."""
     data = curves[curves["scenario"] == scenario]
     fig, (cov_ax, ctr_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -74,7 +74,7 @@ def plot_scenario(curves: pd.DataFrame, scenario: str, path: Path) -> None:
     for ax in (cov_ax, ctr_ax):
         ax.set_xlabel("iteration (every page served once)")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{scenario}: mean of {seeds} seed(s), band +-1 std")
+    fig.suptitle(f"{title}: mean of {seeds} seed(s), band +-1 std")
     cov_ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -84,8 +84,14 @@ def plot_scenario(curves: pd.DataFrame, scenario: str, path: Path) -> None:
 def report(curves: pd.DataFrame, out: Path) -> pd.DataFrame:
     """Write the figures and the final table under ``out``; print the table and its legend."""
     table = sim.final_table(curves)
+    baselines = curves["policy"].str.contains("default CTR")
     for i, scenario in enumerate(curves["scenario"].unique(), start=1):
-        plot_scenario(curves, scenario, out / f"li2010_figure{i}.png")
+        plot_scenario(curves[~baselines], scenario, out / f"li2010_figure{i}.png",
+                      f"{scenario}, default CTR 0")
+    if baselines.any():  # greedy with default CTR 0, mean and 1, on their own scale
+        scenario = curves.loc[baselines, "scenario"].iloc[0]
+        plot_scenario(curves[baselines | (curves["policy"] == "greedy")], scenario,
+                      out / "li2010_default_ctr.png", f"{scenario}, greedy with default CTR 0, mean, 1")
     shown = pd.DataFrame(index=table.index)
     for column in TABLE_COLUMNS:
         shown[column] = [f"{m:.2f} +- {s:.2f}" if pd.notna(s) else f"{m:.2f}"
