@@ -68,8 +68,12 @@ def market_findings(table: pd.DataFrame, seed: int) -> list[str]:
                  f"starved {greedy['starved_%']:.0f}%): "
                  + (", ".join(better) if better else "none") + ".")
     if best == "greedy":
-        lines.append(f"exploration did not pay off within {table.attrs['config']['n_rounds']} page views: "
-                     "the explorers reach more ads and starve fewer advertisers, at a cost in clicks.")
+        others = table.drop(index="greedy")
+        wider = int((others["reach_%"] > greedy["reach_%"]).sum())
+        fairer = int((others["starved_%"] < greedy["starved_%"]).sum())
+        lines.append(f"exploration did not pay off in clicks within {table.attrs['config']['n_rounds']} page "
+                     f"views; {wider} of {len(others)} policies reach more ads and {fairer} starve fewer "
+                     "advertisers than greedy.")
     else:
         gain = 100 * (ranked.loc[best, "expected_clicks"] / greedy["expected_clicks"] - 1)
         lines.append(f"best: {best}, {gain:+.1f}% expected clicks over greedy, reach "
