@@ -1,7 +1,8 @@
 """Candidates, the high/low ranked lists, and sampling with exact inclusion probabilities.
 
-An ad *graduates* once its impressions over all contexts reach ``graduation_threshold``: graduated
-ads form the exploitation pool, ranked by score into the high-ranked list H; the others are the
+This project's graduation lists (not Li et al.'s rank split, ``mdaf.explore.li2010``): an ad
+*graduates* once its impressions over all contexts reach ``graduation_threshold``; graduated ads
+form the exploitation pool, ranked by score into the high-ranked list H; the others are the
 exploration candidates, the low-ranked list L. Exploitation takes H in rank order; exploration
 draws from L.
 
@@ -26,7 +27,8 @@ class Candidates:
     """The ads eligible for one page view, with what the policies need to rank them.
 
     ``ads``: int64 (N,) ids; ``scores``: the ranker's CTR estimates; ``impressions``, ``clicks``:
-    (context, ad) counts behind the confidence; ``graduated``: bool, in the exploitation pool.
+    (context, ad) counts (Algorithm 3's ``x``, the UCB bonus); ``graduated``: bool, in the
+    graduation variants' exploitation pool.
     """
 
     ads: np.ndarray
