@@ -100,6 +100,7 @@ def algorithm1_slates(ranked: np.ndarray, epsilon, m: int, r: int, q: int,
     n_high = n - q - r
     high = np.take_along_axis(ranked[:, r:n - q], _random_order(rng, batch, n_high), axis=1)
     low = np.take_along_axis(ranked[:, n - q:], _random_order(rng, batch, q), axis=1)
+    pool = np.concatenate([high, low], axis=1)  # H then L, each in random order
     shown = np.empty((batch, m), dtype=ranked.dtype)
     from_low = np.zeros((batch, m), dtype=bool)
     shown[:, :r] = ranked[:, :r]
@@ -111,8 +112,8 @@ def algorithm1_slates(ranked: np.ndarray, epsilon, m: int, r: int, q: int,
         # While both lists have ads the Bernoulli draw picks; afterwards the rest of H, then of L.
         both = (taken_high < n_high) & (taken_low < q)
         take_low = np.where(both, explore[:, slot - r], taken_high >= n_high)
-        shown[:, slot] = np.where(take_low, low[rows, np.minimum(taken_low, q - 1)],
-                                  high[rows, np.minimum(taken_high, max(n_high - 1, 0))])
+        position = np.where(take_low, n_high + np.minimum(taken_low, q - 1), np.minimum(taken_high, n_high))
+        shown[:, slot] = pool[rows, np.minimum(position, n - r - 1)]
         from_low[:, slot] = take_low
         taken_low += take_low
         taken_high += ~take_low

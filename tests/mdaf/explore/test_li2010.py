@@ -38,7 +38,7 @@ def test_decreasing_schedule():
 
 
 @pytest.mark.parametrize("n, m, r, q, epsilon", [(10, 3, 1, 4, 0.3), (7, 4, 0, 2, 0.8), (10, 3, 1, 4, 1.0),
-                                                 (6, 5, 2, 3, 0.5)])
+                                                 (6, 5, 2, 3, 0.5), (4, 3, 1, 3, 0.5)])  # last: H empty
 def test_algorithm1_batch_matches_exact_inclusion(n, m, r, q, epsilon):
     rng = np.random.default_rng(0)
     batch = 40_000
