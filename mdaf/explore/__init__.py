@@ -9,7 +9,7 @@ this project's graduation variants, greedy, UCB1 and Thompson sampling. ``li2010
 reproduces the paper's simulation (Algorithm 4); ``simulator.compare_policies`` runs the policies on
 a seeded, non-stationary ad market with budgets.
 
-Only numpy and pandas are needed; torch only when ``ModelRanker`` scores with a model.
+numpy and pandas (scipy for Thompson propensities); torch only when ``ModelRanker`` scores with a model.
 """
 
 from mdaf.explore.cfb import BetaBackoffCFB, CFBEstimate, ClickFeedbackModel, LinearCFB
@@ -29,6 +29,7 @@ from mdaf.explore.policies import (
     SlatePolicy,
     ThompsonSamplingPolicy,
     UCB1Policy,
+    thompson_inclusion_bounds,
     thompson_prior,
     ucb1_constant,
 )
@@ -38,11 +39,11 @@ from mdaf.explore.simulator import AdMarket, SimulationConfig, SimulationResult,
 from mdaf.explore.slots import Candidates
 
 __all__ = [
-    "BetaBackoffCFB", "CFBEstimate", "ClickFeedbackModel", "LinearCFB", "OffPolicyEstimate", "ips", "replay",
-    "snips", "PAPER_EPSILONS", "ExponentiatedGradient", "theorem1_settings", "InteractionLog",
+    "BetaBackoffCFB", "CFBEstimate", "ClickFeedbackModel", "LinearCFB", "OffPolicyEstimate", "ips",
+    "replay", "snips", "PAPER_EPSILONS", "ExponentiatedGradient", "theorem1_settings", "InteractionLog",
     "ConfidencePolicy", "EGEpsilonGreedyPolicy", "EpsilonDecreasingPolicy", "EpsilonGreedyPolicy",
     "GraduationEGPolicy", "GraduationEpsilonGreedyPolicy", "GreedyPolicy", "ReservedSlotsPolicy", "Slate",
-    "SlatePolicy", "ThompsonSamplingPolicy", "UCB1Policy", "thompson_prior", "ucb1_constant", "CFBRanker",
-    "ModelRanker", "ServingRequest", "ServedSlate", "ServingLoop", "AdMarket", "SimulationConfig",
-    "SimulationResult", "compare_policies", "simulate", "Candidates",
+    "SlatePolicy", "ThompsonSamplingPolicy", "UCB1Policy", "thompson_inclusion_bounds", "thompson_prior",
+    "ucb1_constant", "CFBRanker", "ModelRanker", "ServingRequest", "ServedSlate", "ServingLoop", "AdMarket",
+    "SimulationConfig", "SimulationResult", "compare_policies", "simulate", "Candidates",
 ]

@@ -488,28 +488,68 @@ class UCB1Policy(SlatePolicy):
         return _top_slate(candidates, self._order(candidates), min(_check_slots(n_slots), len(candidates)))
 
 
+def thompson_inclusion_bounds(alpha, beta, m: int, points: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on each ad's probability of being among the ``m`` largest of independent Beta draws.
+
+    For ad ``i`` with ``F_i`` its Beta(alpha_i, beta_i) CDF, ``P_i = integral_0^1 g_i(u) du`` with
+    ``g_i(u)`` = P(at most m - 1 other draws exceed ``F_i^-1(u)``), a Poisson-binomial probability.
+    ``g_i`` is nondecreasing in ``u``, so its left and right Riemann sums over ``points`` equal cells
+    bound ``P_i`` exactly: ``lower <= P_i <= upper`` with ``upper - lower <= 1 / points``.
+    """
+    from scipy.special import betainc, betaincinv
+
+    a, b = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    n = a.size
+    m = min(_check_slots(m), n)
+    points = _check_count(points, "points", 1)
+    u = np.linspace(0.0, 1.0, points + 1)
+    lower, upper = np.empty(n), np.empty(n)
+    for i in range(n):
+        x = betaincinv(a[i], b[i], u)                                    # (points + 1,)
+        others = np.delete(np.arange(n), i)
+        exceed = 1.0 - betainc(a[others, None], b[others, None], x[None, :])  # (n - 1, points + 1)
+        at_most = np.zeros((m, u.size))                                  # P(count = c), c < m
+        at_most[0] = 1.0
+        for p in exceed:
+            at_most[1:] = at_most[1:] * (1.0 - p) + at_most[:-1] * p
+            at_most[0] *= 1.0 - p
+        g = at_most.sum(axis=0)
+        lower[i], upper[i] = g[:-1].mean(), g[1:].mean()
+    return lower, upper
+
+
 class ThompsonSamplingPolicy(SlatePolicy):
     """Top ads by a draw from each ad's Beta(alpha + clicks, beta + non-clicks) posterior.
 
-    Its inclusion probabilities have no closed form, so it has no exact propensities: its slates
-    log NaN, which ``InteractionLog`` and the estimators refuse, and ``inclusion_probabilities``
-    raises. Use it to serve, not as a logging or target policy for off-policy evaluation.
+    Propensities: with ``propensity_points`` > 0, the midpoint of ``thompson_inclusion_bounds``
+    (error at most ``1 / (2 * propensity_points)``, proven; about 1 s per page view with 40
+    candidates and 2,048 points on a busy core); with 0 (fast serving) its slates log NaN, which
+    ``InteractionLog`` and the estimators refuse, and ``inclusion_probabilities`` raises.
     ``thompson_prior`` gives a prior on the CTR scale.
     """
 
     name = "thompson"
 
-    def __init__(self, alpha: float = 1.0, beta: float = 19.0):
+    def __init__(self, alpha: float = 1.0, beta: float = 19.0, propensity_points: int = 0):
         self.alpha, self.beta = _check_positive(alpha, "alpha"), _check_positive(beta, "beta")
+        self.propensity_points = _check_count(propensity_points, "propensity_points")
+
+    def _posterior(self, candidates: Candidates) -> tuple[np.ndarray, np.ndarray]:
+        return self.alpha + candidates.clicks, self.beta + candidates.impressions - candidates.clicks
 
     def inclusion_probabilities(self, candidates: Candidates, n_slots: int) -> np.ndarray:
-        raise ValueError("Thompson sampling has no exact inclusion probabilities: it cannot be a target "
-                         "(or logging) policy of off-policy estimators")
+        if self.propensity_points == 0:
+            raise ValueError("Thompson sampling with propensity_points=0 has no inclusion probabilities: it "
+                             "cannot be a target (or logging) policy of off-policy estimators")
+        posterior = self._posterior(candidates)
+        lower, upper = thompson_inclusion_bounds(*posterior, n_slots, self.propensity_points)
+        return 0.5 * (lower + upper)
 
     def select(self, candidates: Candidates, n_slots: int, rng: np.random.Generator) -> Slate:
         n_show = min(_check_slots(n_slots), len(candidates))
-        non_clicks = candidates.impressions - candidates.clicks
-        theta = rng.beta(self.alpha + candidates.clicks, self.beta + non_clicks)
+        theta = rng.beta(*self._posterior(candidates))
         index = np.argsort(-theta, kind="stable")[:n_show]
-        return Slate(index=index, ads=candidates.ads[index], propensities=np.full(n_show, np.nan),
+        propensities = (self.inclusion_probabilities(candidates, n_slots)[index] if self.propensity_points
+                        else np.full(n_show, np.nan))
+        return Slate(index=index, ads=candidates.ads[index], propensities=propensities,
                      explored=np.zeros(n_show, dtype=bool))

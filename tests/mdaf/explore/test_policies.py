@@ -20,6 +20,7 @@ from mdaf.explore.policies import (
     ReservedSlotsPolicy,
     ThompsonSamplingPolicy,
     UCB1Policy,
+    thompson_inclusion_bounds,
     thompson_prior,
     ucb1_constant,
 )
@@ -195,13 +196,35 @@ def test_thompson_has_no_propensities_and_is_refused_for_off_policy_evaluation()
     policy = ThompsonSamplingPolicy(*thompson_prior(0.05))
     slate = policy.select(candidates, 2, np.random.default_rng(7))
     assert slate.ads.size == 2 and np.isnan(slate.propensities).all()
-    with pytest.raises(ValueError, match="Thompson sampling has no exact inclusion probabilities"):
+    with pytest.raises(ValueError, match="Thompson sampling with propensity_points=0 has no inclusion"):
         policy.inclusion_probabilities(candidates, 2)
     log = InteractionLog()
     with pytest.raises(ValueError, match="no exact propensities, e.g. Thompson"):
         log.append(0, slate.ads, [0, 1], slate.propensities)
     with pytest.raises(ValueError, match="logging_propensities"):
         ips([1.0, 0.0], slate.propensities, [0.5, 0.5])
+
+
+def test_thompson_propensities_are_bounded_by_quadrature():
+    alpha, beta = np.array([2, 5, 30, 1, 12, 3.0]), np.array([40, 60, 500, 10, 200, 80.0])
+    lower, upper = thompson_inclusion_bounds(alpha, beta, 2, points=1024)
+    assert np.all(lower <= upper) and np.all(upper - lower <= 1 / 1024 + 1e-12)
+    assert lower.sum() <= 2 <= upper.sum()
+    rng = np.random.default_rng(3)
+    draws = 400_000
+    top = np.argpartition(-rng.beta(alpha, beta, size=(draws, 6)), 1, axis=1)[:, :2]
+    freq = np.bincount(top.reshape(-1), minlength=6) / draws
+    stderr = np.sqrt(freq * (1 - freq) / draws)
+    assert np.all(freq >= lower - 4.5 * stderr) and np.all(freq <= upper + 4.5 * stderr)
+    # A policy with propensity points logs the midpoints, which the log and the estimators accept.
+    candidates = Candidates(ads=np.arange(6), scores=np.zeros(6), impressions=alpha + beta - 2,
+                            clicks=alpha - 1, graduated=np.ones(6, bool))
+    policy = ThompsonSamplingPolicy(1.0, 1.0, propensity_points=1024)
+    probs = policy.inclusion_probabilities(candidates, 2)
+    np.testing.assert_allclose(probs, (lower + upper) / 2, rtol=1e-12)
+    slate = policy.select(candidates, 2, rng)
+    np.testing.assert_allclose(slate.propensities, probs[slate.index], rtol=1e-12)
+    InteractionLog().append(0, slate.ads, [0, 1], slate.propensities)
 
 
 def test_baseline_settings_are_on_the_ctr_scale():
