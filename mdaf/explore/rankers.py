@@ -32,9 +32,12 @@ class ServingRequest:
 
 
 class CFBRanker:
-    """The smoothed CTR of the click-feedback model (hierarchical fallback, Beta prior)."""
+    """The CTR estimate of a click-feedback model (``LinearCFB`` or ``BetaBackoffCFB``)."""
 
     def __init__(self, cfb: ClickFeedbackModel):
+        if not isinstance(cfb, ClickFeedbackModel):
+            raise ValueError(f"cfb must be a ClickFeedbackModel (LinearCFB or BetaBackoffCFB), "
+                             f"got {type(cfb)}")
         self.cfb = cfb
 
     def __call__(self, request: ServingRequest) -> np.ndarray:

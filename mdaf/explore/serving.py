@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdaf.explore.cfb import ClickFeedbackModel
+from mdaf.explore.cfb import BetaBackoffCFB, ClickFeedbackModel, is_number
 from mdaf.explore.logs import InteractionLog
 from mdaf.explore.policies import Slate, SlatePolicy
 from mdaf.explore.rankers import CFBRanker, ServingRequest
@@ -35,7 +35,8 @@ class ServingLoop:
     """Ranks, explores, logs and learns for a stream of requests.
 
     Args:
-        policy: the slate policy. cfb: the click-feedback model (a fresh one by default).
+        policy: the slate policy. cfb: a click-feedback model, ``LinearCFB`` (the paper's) or
+            ``BetaBackoffCFB`` (a fresh ``BetaBackoffCFB`` by default).
         ranker: callable ``request -> CTRs`` (default: ``CFBRanker(cfb)``).
         n_slots: ads per page view. graduation_threshold: ad impressions (all contexts) after
             which an ad leaves the exploration candidates for the exploitation pool.
@@ -45,12 +46,17 @@ class ServingLoop:
     def __init__(self, policy: SlatePolicy, cfb: ClickFeedbackModel | None = None, ranker=None,
                  n_slots: int = 3, graduation_threshold: float = 100.0, log: InteractionLog | None = None,
                  seed: int = 0):
-        if int(n_slots) != n_slots or n_slots < 1:
-            raise ValueError(f"n_slots must be a positive integer, got {n_slots}")
-        if graduation_threshold < 0:
-            raise ValueError(f"graduation_threshold must be >= 0, got {graduation_threshold}")
+        if not is_number(n_slots) or int(n_slots) != n_slots or n_slots < 1:
+            raise ValueError(f"n_slots must be a positive integer, got {n_slots!r}")
+        if not (is_number(graduation_threshold) and np.isfinite(graduation_threshold)
+                and graduation_threshold >= 0):
+            raise ValueError(f"graduation_threshold must be a finite number >= 0, "
+                             f"got {graduation_threshold!r}")
+        if cfb is not None and not isinstance(cfb, ClickFeedbackModel):
+            raise ValueError(f"cfb must be a ClickFeedbackModel (LinearCFB or BetaBackoffCFB), "
+                             f"got {type(cfb)}")
         self.policy = policy
-        self.cfb = ClickFeedbackModel() if cfb is None else cfb
+        self.cfb = BetaBackoffCFB() if cfb is None else cfb
         self.ranker = CFBRanker(self.cfb) if ranker is None else ranker
         self.n_slots = int(n_slots)
         self.graduation_threshold = float(graduation_threshold)

@@ -8,11 +8,12 @@ budget (an ad stops being a candidate once its budget is spent), and the uniform
 clicks. Every policy faces the same market and noise (common random numbers), so differences come
 from the policies, not the draws.
 
-Per policy the loop is ``ServingLoop``: CFB ranker, the policy, CFB and policy updates. Reported:
-clicks, CTR, regret (expected clicks of the best slate of the round's candidates minus those of the
-shown slate, summed), reach (distinct ads shown over ads that entered the market), and budget
-pacing (share of the total budget spent, of advertisers who exhausted their budget, and of
-advertisers who could spend less than 10% of theirs).
+Per policy the loop is ``ServingLoop``: CFB ranker (``BetaBackoffCFB``), the policy, CFB and policy
+updates. Reported (``COLUMNS`` explains each): clicks, CTR, regret against one benchmark for every
+policy (the expected clicks of the best slate of the ads live on the page, budgets ignored: it
+depends on the market only, so ranking by regret is ranking by expected clicks), reach, and budget
+pacing. Every policy's settings follow a fixed rule from what the system knows before serving (the
+mean CTR of the warm-start history), not a per-market choice (``default_policies``).
 """
 
 from __future__ import annotations
@@ -24,20 +25,39 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mdaf.explore.cfb import ClickFeedbackModel
+from mdaf.explore.cfb import BetaBackoffCFB, ClickFeedbackModel
+from mdaf.explore.li2010 import PAPER_EPSILONS, theorem1_settings
 from mdaf.explore.policies import (
+    ConfidencePolicy,
     EGEpsilonGreedyPolicy,
     EpsilonDecreasingPolicy,
     EpsilonGreedyPolicy,
+    GraduationEGPolicy,
     GreedyPolicy,
     SlatePolicy,
     ThompsonSamplingPolicy,
     UCB1Policy,
+    thompson_prior,
+    ucb1_constant,
 )
 from mdaf.explore.rankers import ServingRequest
 from mdaf.explore.serving import ServingLoop
 
 STARVED_SPEND_FRACTION = 0.1
+#: What each column of ``SimulationResult.summary`` means (printed by the example).
+COLUMNS = {
+    "clicks": "realised clicks over the run",
+    "expected_clicks": "expected clicks of the shown slates (sum of true CTRs): less noisy than clicks",
+    "ctr_%": "clicks / impressions",
+    "regret": "oracle expected clicks (best slate of the live ads, budgets ignored; the same for every "
+              "policy) minus expected_clicks",
+    "reach_%": "ads shown at least once, % of the ads that entered the market",
+    "budget_used_%": "spend / budget, summed over the advertisers that entered",
+    "exhausted_%": "advertisers whose whole budget was spent (their ad left the candidates), %",
+    "starved_%": f"advertisers who spent less than {STARVED_SPEND_FRACTION:.0%} of their budget (hardly "
+                 "shown), %",
+    "seconds": "wall time of the policy's run (noisy on a shared machine)",
+}
 
 
 @dataclass(frozen=True)
@@ -127,6 +147,11 @@ class AdMarket:
                    true_ctr=true_ctr, cpc=cpc, budget=budget, click_noise=click_noise,
                    warm_impressions=warm_impressions, warm_clicks=warm_clicks)
 
+    @property
+    def warm_mean_ctr(self) -> float:
+        """The CTR of the warm-start history: what the system knows before serving."""
+        return float(self.warm_clicks.sum() / max(self.warm_impressions.sum(), 1))
+
     def warm_start(self, cfb: ClickFeedbackModel) -> None:
         """Load the initial ads' history into a click-feedback model."""
         for page in range(self.warm_impressions.shape[0]):
@@ -142,7 +167,7 @@ class SimulationResult:
     shown: np.ndarray           # (n_rounds,) ads shown (0 when no ad was a candidate)
     clicks: np.ndarray          # (n_rounds,) realised clicks
     expected: np.ndarray        # (n_rounds,) expected clicks of the shown slate
-    best: np.ndarray            # (n_rounds,) expected clicks of the best slate of the candidates
+    best: np.ndarray            # (n_rounds,) oracle: expected clicks of the best slate of the live ads
     impressions: np.ndarray     # (A,) per ad
     spend: np.ndarray           # (A,) per ad
     seconds: float
@@ -155,6 +180,7 @@ class SimulationResult:
         return {
             "policy": self.name,
             "clicks": int(self.clicks.sum()),
+            "expected_clicks": float(self.expected.sum()),
             "ctr_%": 100.0 * self.clicks.sum() / max(impressions, 1),
             "regret": float((self.best - self.expected).sum()),
             "reach_%": 100.0 * (self.impressions[entered] > 0).mean(),
@@ -180,12 +206,16 @@ def simulate(market: AdMarket, loop: ServingLoop, name: str = "policy") -> Simul
     for t in range(n_rounds):
         page = int(market.pages[t])
         np.logical_and(market.arrival <= t, t < market.departure, out=live)
-        ads = np.flatnonzero(live & market.targets[page] & (spend < market.budget))
+        eligible = live & market.targets[page]
+        ctr = market.true_ctr[page]
+        if eligible.any():  # the benchmark ignores budgets: it does not depend on the policy
+            k = min(n_slots, int(eligible.sum()))
+            best[t] = np.sort(ctr[eligible])[-k:].sum()
+        ads = np.flatnonzero(eligible & (spend < market.budget))
         if ads.size == 0:
             continue
         served = loop.serve(ServingRequest(context=page, ads=ads), timestamp=t)
         shown = served.ads
-        ctr = market.true_ctr[page]
         clicked = market.click_noise[t, shown] < ctr[shown]
         loop.feedback(served, clicked)
         impressions[shown] += 1
@@ -193,26 +223,31 @@ def simulate(market: AdMarket, loop: ServingLoop, name: str = "policy") -> Simul
         shown_count[t] = shown.size
         clicks[t] = int(clicked.sum())
         expected[t] = ctr[shown].sum()
-        k = min(n_slots, ads.size)
-        best[t] = np.partition(ctr[ads], ads.size - k)[ads.size - k:].sum()
     return SimulationResult(name=name, shown=shown_count, clicks=clicks, expected=expected, best=best,
                             impressions=impressions, spend=spend, seconds=time.perf_counter() - start,
                             policy=loop.policy)
 
 
-def default_policies(config: SimulationConfig) -> dict[str, Callable[[], SlatePolicy]]:
-    """The compared policies, each a factory so every run starts from a fresh state."""
-    epsilons = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+def default_policies(config: SimulationConfig, market: AdMarket) -> dict[str, Callable[[], SlatePolicy]]:
+    """The compared policies, each a factory so every run starts from a fresh state.
+
+    Settings by rule, not tuned per market: the paper's r = 1, q = 4, n = 10, w, b and candidate
+    epsilons; EG's tau, beta, kappa from Theorem 1 (T = 10, N = page views, delta = 0.05); UCB1's
+    constant and Thompson's prior on the CTR scale from the warm-start mean CTR (``ucb1_constant``,
+    ``thompson_prior``); epsilon-decreasing counts an iteration per ``n_pages`` page views.
+    """
+    mean_ctr = market.warm_mean_ctr
+    eg = theorem1_settings(len(PAPER_EPSILONS), config.n_rounds, 0.05)
     return {
         "greedy": GreedyPolicy,
-        "eps-greedy(0.1)": lambda: EpsilonGreedyPolicy(0.1),
-        "eps-decreasing": lambda: EpsilonDecreasingPolicy(0.5, decay_rounds=2000.0),
-        "EG eps-greedy": lambda: EGEpsilonGreedyPolicy(epsilons, tau=0.2, kappa=1e-3, beta=0.1),
-        "EG + confidence": lambda: EGEpsilonGreedyPolicy(epsilons, tau=0.2, kappa=1e-3, beta=0.1,
-                                                         exploration="confidence", confidence_bonus=0.05),
-        "UCB1": lambda: UCB1Policy(c=1.0),
-        "Thompson": lambda: ThompsonSamplingPolicy(config.prior_alpha, config.prior_beta,
-                                                   propensity_samples=20, seed=config.seed),
+        "epsilon-greedy 0.1": lambda: EpsilonGreedyPolicy(0.1),
+        "epsilon-decreasing": lambda: EpsilonDecreasingPolicy(pages_per_iteration=config.n_pages),
+        "EG": lambda: EGEpsilonGreedyPolicy(**eg),
+        "confidence 0.5": lambda: ConfidencePolicy(0.5),
+        "graduation EG + UCB bonus": lambda: GraduationEGPolicy(**eg, exploration="ucb-bonus",
+                                                                ucb_bonus=ucb1_constant(mean_ctr)),
+        "UCB1": lambda: UCB1Policy(c=ucb1_constant(mean_ctr)),
+        "Thompson": lambda: ThompsonSamplingPolicy(*thompson_prior(mean_ctr)),
     }
 
 
@@ -221,10 +256,10 @@ def compare_policies(config: SimulationConfig,
                      ) -> tuple[pd.DataFrame, dict[str, SimulationResult], AdMarket]:
     """Run each policy on the market of ``config``; returns the table, the results and the market."""
     market = AdMarket.generate(config)
-    policies = default_policies(config) if policies is None else policies
+    policies = default_policies(config, market) if policies is None else policies
     results = {}
     for name, factory in policies.items():
-        cfb = ClickFeedbackModel(config.prior_alpha, config.prior_beta, config.min_impressions)
+        cfb = BetaBackoffCFB(config.prior_alpha, config.prior_beta, config.min_impressions)
         market.warm_start(cfb)
         loop = ServingLoop(factory(), cfb=cfb, n_slots=config.n_slots,
                            graduation_threshold=config.graduation_threshold, seed=config.seed)

@@ -1,7 +1,8 @@
 """Candidates, the high/low ranked lists, and sampling with exact inclusion probabilities.
 
-An ad *graduates* once its impressions over all contexts reach ``graduation_threshold``: graduated
-ads form the exploitation pool, ranked by score into the high-ranked list H; the others are the
+This project's graduation lists (not Li et al.'s rank split, ``mdaf.explore.li2010``): an ad
+*graduates* once its impressions over all contexts reach ``graduation_threshold``; graduated ads
+form the exploitation pool, ranked by score into the high-ranked list H; the others are the
 exploration candidates, the low-ranked list L. Exploitation takes H in rank order; exploration
 draws from L.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdaf.explore.cfb import CFBEstimate, as_id_array
+from mdaf.explore.cfb import CFBEstimate, as_id_array, is_number
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class Candidates:
     """The ads eligible for one page view, with what the policies need to rank them.
 
     ``ads``: int64 (N,) ids; ``scores``: the ranker's CTR estimates; ``impressions``, ``clicks``:
-    (context, ad) counts behind the confidence; ``graduated``: bool, in the exploitation pool.
+    (context, ad) counts (Algorithm 3's ``x``, the UCB bonus); ``graduated``: bool, in the
+    graduation variants' exploitation pool.
     """
 
     ads: np.ndarray
@@ -67,7 +69,8 @@ class Candidates:
     @classmethod
     def from_estimate(cls, ads, scores, estimate: CFBEstimate, graduation_threshold: float) -> Candidates:
         """Candidates scored by a ranker, with counts and graduation from a CFB estimate."""
-        if graduation_threshold < 0:
+        if not (is_number(graduation_threshold) and np.isfinite(graduation_threshold)
+                and graduation_threshold >= 0):
             raise ValueError(f"graduation_threshold must be >= 0, got {graduation_threshold}")
         return cls(ads=ads, scores=scores, impressions=estimate.impressions, clicks=estimate.clicks,
                    graduated=estimate.ad_impressions >= graduation_threshold)

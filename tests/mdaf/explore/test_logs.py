@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mdaf.explore.cfb import LinearCFB
 from mdaf.explore.logs import REQUIRED_COLUMNS, InteractionLog
 from mdaf.explore.policies import EGEpsilonGreedyPolicy
 from mdaf.explore.rankers import ServingRequest
@@ -18,11 +19,13 @@ def test_dataframe_round_trip():
     assert list(df.columns[:5]) == list(REQUIRED_COLUMNS)
     assert df["context"].tolist() == [3, 3, 4] and df["action"].tolist() == [10, 11, 12]
     assert df["position"].tolist() == [0, 1, 0] and df["explored"].tolist() == [False, True, False]
+    assert df["page_view"].tolist() == [0, 0, 1]
     back = InteractionLog.from_dataframe(df).to_dataframe()
     pd.testing.assert_frame_equal(back, df)
     # Only the required columns: position and explored get defaults.
     minimal = InteractionLog.from_dataframe(df[list(REQUIRED_COLUMNS)]).to_dataframe()
     assert minimal["explored"].tolist() == [False] * 3 and len(minimal) == 3
+    assert minimal["page_view"].tolist() == [0, 1, 2]  # without the column, each row its own page view
 
 
 def test_bad_logs_are_rejected():
@@ -37,12 +40,18 @@ def test_bad_logs_are_rejected():
         InteractionLog.from_dataframe(good.assign(action=["x"]))
     with pytest.raises(ValueError, match="propensity"):
         InteractionLog().append(0, [1, 2], [0, 1], [0.5, 1.2])
+    with pytest.raises(ValueError, match="actions must hold integer ids"):
+        InteractionLog().append(0, [1.7, 2.0], [0, 1], [0.5, 0.5])  # not truncated to 1
+    with pytest.raises(ValueError, match="one value per action"):
+        InteractionLog().append(0, [1, 2], [0, 1, 1], [0.5, 0.5])
+    with pytest.raises(ValueError, match="rewards must be finite"):
+        InteractionLog().append(0, [1], [np.nan], [0.5])
 
 
 def test_serving_loop_logs_every_shown_ad_with_its_propensity():
     log = InteractionLog()
-    policy = EGEpsilonGreedyPolicy(exploration="confidence")
-    loop = ServingLoop(policy, n_slots=2, graduation_threshold=5, log=log, seed=3)
+    policy = EGEpsilonGreedyPolicy(epsilons=(0.2, 0.6), n=5, q=2)
+    loop = ServingLoop(policy, cfb=LinearCFB(threshold=3), n_slots=2, log=log, seed=3)
     rng = np.random.default_rng(0)
     ads = np.arange(1, 8)
     for t in range(50):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from mdaf.explore.cfb import ClickFeedbackModel
+from mdaf.explore.cfb import BetaBackoffCFB
 from mdaf.explore.policies import GreedyPolicy
 from mdaf.explore.rankers import CFBRanker, ModelRanker, ServingRequest
 from mdaf.explore.serving import ServingLoop
@@ -102,7 +102,7 @@ def test_serving_loop_ranks_with_the_model():
 
 
 def test_cfb_ranker_is_the_cfb_estimate():
-    cfb = ClickFeedbackModel(min_impressions=1)
+    cfb = BetaBackoffCFB(min_impressions=1)
     cfb.update(2, [4, 5], [10, 10], [5, 1])
     scores = CFBRanker(cfb)(ServingRequest(context=2, ads=np.array([4, 5])))
     np.testing.assert_allclose(scores, cfb.estimate(2, [4, 5]).ctr)
