@@ -171,6 +171,9 @@ def run_experiment(
             emit(text)
 
     out_dir = Path(out_dir)
+    # run artefacts must resolve from any working directory: the data path is stored absolute
+    data_path = str(Path(data_path).resolve()) if data_path is not None else None
+    id_maps = prepared.id_maps.to_dict() if getattr(prepared, "id_maps", None) is not None else None
     start = time.perf_counter()
     train, valid, meta = prepared.train, prepared.valid, prepared.meta
     labels = np.asarray(valid["label"], dtype=np.float64)
@@ -234,6 +237,7 @@ def run_experiment(
                 "meta": dataclasses.asdict(meta),
                 "pipeline_config": pipeline_config,
                 "data_path": data_path,
+                "id_maps": id_maps,  # so that mdaf.load scores raw Taobao ids
             }
             say(
                 f"\n== {model_name} (seed {seed}): {entry['parameters']['total']:,} parameters "
@@ -256,7 +260,10 @@ def run_experiment(
                     "train_seconds": fit.train_seconds,
                     "history": fit.history,
                     "gate": gate_report(evaluation),
-                    "checkpoint": str(fit.best_checkpoint) if fit.best_checkpoint else None,
+                    # relative to the run folder (results.json's folder), so the run can move
+                    "checkpoint": str(fit.best_checkpoint.relative_to(out_dir))
+                    if fit.best_checkpoint
+                    else None,
                 }
             )
             say(

@@ -375,7 +375,13 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {RESULTS_FILE} found at {run_dir}")
-    return json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a results file written by mdaf train: {error}") from error
+    if not isinstance(results, dict) or "models" not in results:
+        raise ValueError(f"{path} is not a results file written by mdaf train (no 'models' entry)")
+    return results
 
 
 def _json_default(value: Any) -> Any:
