@@ -54,3 +54,13 @@ def test_train_taobao_example_runs_end_to_end(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"mdaf", "dcnv2"}
     assert (out / "summary.md").is_file() and (out / "mdaf" / "seed0" / "best.pt").is_file()
+    # the run names every file it wrote
+    for name in (
+        "results.json",
+        "summary.md",
+        "val_auc.png",
+        "gate.png",
+        "mdaf/seed0/best.pt",
+        "dcnv2/seed0/last.pt",
+    ):
+        assert f"  {out / name}\n" in done.stdout, name

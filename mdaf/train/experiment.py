@@ -31,7 +31,7 @@ from mdaf.train.config import TrainConfig
 from mdaf.train.distributed import init_distributed, resolve_device
 from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores
 from mdaf.train.metrics import auc, gauc
-from mdaf.train.report import render_console, write_report
+from mdaf.train.report import RESULTS_FILE, render_console, write_report
 from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
 GATE_BINS = 50
@@ -123,6 +123,12 @@ def verdict_against_floors(
     if ci["diff"] > 0:
         return f"NOT clearly above floors: {span}", ci
     return f"does NOT beat floors: {span}", ci
+
+
+def run_artefacts(out_dir: Path, results: Mapping[str, Any], summary: Path) -> list[Path]:
+    """Every file a run wrote: results, summary, plots and each model's checkpoints."""
+    plots = [out_dir / name for name in results.get("plots", [])]
+    return [out_dir / RESULTS_FILE, summary, *plots, *sorted(out_dir.glob("*/seed*/*.pt"))]
 
 
 def run_experiment(
@@ -304,5 +310,5 @@ def run_experiment(
     if dist.is_main:
         summary = write_report(results, out_dir)
         emit(render_console(results))
-        emit(f"\nresults: {out_dir / 'results.json'}\nsummary: {summary}")
+        emit("\nwritten:\n" + "\n".join(f"  {path}" for path in run_artefacts(out_dir, results, summary)))
     return results

@@ -252,14 +252,37 @@ def _pvalue(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
+CONSOLE_WIDTH = 120
+
+
+def _console_verdict(model: Mapping[str, Any]) -> str:
+    """The verdict against the best floor, short enough for a terminal column."""
+    ci = model.get("vs_best_floor")
+    if not ci:
+        return model.get("verdict", "-")
+    word = "beats" if ci["low"] > 0 else ("not clearly above" if ci["diff"] > 0 else "below")
+    return f"{word} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+
+
 def render_console(results: Mapping[str, Any]) -> str:
-    """The comparison (with floors) and gate tables, for the terminal."""
+    """The comparison (with floors) and gate tables, for a terminal of :data:`CONSOLE_WIDTH` columns."""
     names = list(results.get("models", {}))
+    floors = results.get("floors", {})
+    best_floor = max(floors, key=lambda k: floors[k]["auc"]) if floors else "-"
     lines = ["", "Overall comparison on validation (with untrained floors)"]
-    rows = comparison_rows(results, names) + floor_rows(results)
-    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(COMPARISON_HEADERS)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(COMPARISON_HEADERS, widths, strict=True)))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    headers = [*COMPARISON_HEADERS[:-1], f"vs best floor ({best_floor}): ΔAUC [95% CI]"]
+    rows = [
+        [*row[:-1], _console_verdict(results["models"][name])]
+        for row, name in zip(comparison_rows(results, names), names, strict=True)
+    ]
+    rows = [[cell.strip("`") for cell in row] for row in rows]
+    rows += [
+        [name, _fmt(f["auc"]), _fmt(f["gauc"]), "-", "-", "-", "0", "untrained"] for name, f in floors.items()
+    ]
+    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [f"  {name}: {floor['description']}" for name, floor in floors.items()]
     for name in names:
         for run in results["models"][name].get("runs", [])[:1]:
             gate = run.get("gate")

@@ -12,6 +12,7 @@ import mdaf
 from mdaf.cli import main
 from mdaf.data import PipelineConfig, generate_synthetic, prepare
 from mdaf.train.metrics import auc
+from mdaf.train.report import CONSOLE_WIDTH, render_console
 from mdaf_kernels import backend
 
 TINY_MODEL = ["--set", "embed_dim=16", "--set", "mdaf.d_state=4", "--set", "mdaf.expand=1"]
@@ -95,6 +96,13 @@ def test_mdaf_beats_a_constant_predictor_and_reports_every_table(run):
         assert title in summary
     assert (run["out"] / "val_auc.png").stat().st_size > 0 and (run["out"] / "gate.png").stat().st_size > 0
     assert results["config"]["pipeline"]["max_len"] == 10 and results["config"]["train"]["batch_size"] == 256
+
+
+def test_console_tables_fit_a_terminal(run):
+    text = render_console(run["results"])
+    assert max(len(line) for line in text.splitlines()) <= CONSOLE_WIDTH
+    floors = run["results"]["floors"]
+    assert all(f"{name}: {floor['description']}" in text for name, floor in floors.items())
 
 
 def test_reload_and_predict_match_the_evaluation(run):
