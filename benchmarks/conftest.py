@@ -31,7 +31,7 @@ from mdaf_kernels.tools import bench_results
 from mdaf_kernels.tools.memory import PeakMemory
 
 try:
-    import pytest_benchmark  # noqa: F401
+    from pytest_benchmark.utils import NAME_FORMATTERS
 
     HAVE_PYTEST_BENCHMARK = True
 except ImportError:
@@ -42,7 +42,7 @@ REPO_ROOT = RESULTS_DIR.parents[1]
 RUN_RESULTS_DIR = REPO_ROOT / "runs" / "benchmarks"  # a plain run's results: outside the tracked tree
 BENCH_RESULTS_MODES = ("run", "write", "replace", "off")
 # pytest-benchmark's table, narrowed to fit 120 columns (any --benchmark-columns given wins)
-TABLE_COLUMNS = ["median", "iqr", "ops", "rounds"]
+TABLE_COLUMNS = ["median", "iqr", "rounds"]
 # gpu_check --quick sets this: fewer rounds, same cases.
 QUICK = os.environ.get("MDAF_BENCH_QUICK", "0") == "1"
 # MDAF_BENCH_THREADS pins torch's CPU threads. On a shared or busy machine an OpenMP thread waiting for
@@ -202,10 +202,11 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "benchmark(group=None): benchmark options (stand-in)")
         return
     session = getattr(config, "_benchmarksession", None)
-    if session is not None and not any(
-        a.startswith("--benchmark-columns") for a in config.invocation_params.args
-    ):
+    given = config.invocation_params.args
+    if session is not None and not any(a.startswith("--benchmark-columns") for a in given):
         session.columns = TABLE_COLUMNS
+    if session is not None and not any(a.startswith("--benchmark-name") for a in given):
+        session.name_format = NAME_FORMATTERS["short"]  # without the "test_" prefix
 
 
 def pytest_runtest_setup(item):

@@ -503,7 +503,7 @@ def closing_summary(results: dict) -> str:
     rows = closing_rows(results)
     head = f"{results['device']}: whole-model comparisons"
     if not rows:
-        return f"{head}: none (run benchmarks/bench_models.py and bench_activation_memory.py for them)"
+        return f"{results['device']}: no whole-model rows (bench_models.py, bench_activation_memory.py)"
     if not is_gpu_results(results):
         return f"{head} (targets are set for GPUs only)\n" + _plain_table(CLOSING_HEADER, rows)
     targets = _plain_table(TARGET_HEADER, target_rows(results))
