@@ -28,9 +28,10 @@ def to_plain(value: Any) -> Any:
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, dict):
+    # plain containers only: a state dict (an OrderedDict) keeps its type and its _metadata
+    if type(value) is dict:
         return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         return type(value)(to_plain(v) for v in value)
     return value
 
