@@ -37,6 +37,16 @@ def test_train_help_lists_every_config_field():
         assert flag in text
 
 
+def test_help_texts_state_each_default_once_in_plain_words():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help for a in train._actions if a.help}
+    for dest, text in helps.items():
+        assert text.count("(default:") <= 1 and "('" not in text and "None" not in text, (dest, text)
+    # the CPU defaults show where they apply
+    assert "on CPU 512" in helps["train_batch_size"] and "on CPU 0.001" in helps["train_lr"]
+    assert "on CPU 16000" in helps["pipeline_max_train_samples"] and "on CPU 2" in helps["epochs"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_cuda_is_a_clear_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
