@@ -46,6 +46,7 @@ def test_train_taobao_example_runs_end_to_end(tmp_path):
     ]
     # as a user runs it: without the Triton interpreter that tests/conftest.py turns on for kernel tests
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever one pip installed
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # the console shows the comparison with its floors and the gate table
