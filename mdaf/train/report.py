@@ -270,19 +270,16 @@ def render_console(results: Mapping[str, Any]) -> str:
     floors = results.get("floors", {})
     best_floor = max(floors, key=lambda k: floors[k]["auc"]) if floors else "-"
     lines = ["", "Overall comparison on validation (with untrained floors)"]
-    headers = [*COMPARISON_HEADERS[:-1], f"vs best floor ({best_floor}): ΔAUC [95% CI]"]
-    rows = [
-        [*row[:-1], _console_verdict(results["models"][name])]
-        for row, name in zip(comparison_rows(results, names), names, strict=True)
-    ]
-    rows = [[cell.strip("`") for cell in row] for row in rows]
-    rows += [
-        [name, _fmt(f["auc"]), _fmt(f["gauc"]), "-", "-", "-", "0", "untrained"] for name, f in floors.items()
-    ]
+    headers = COMPARISON_HEADERS[:-1]  # the verdicts follow the table: they would make it too wide
+    rows = [[cell.strip("`") for cell in row[:-1]] for row in comparison_rows(results, names)]
+    rows += [[name, _fmt(f["auc"]), _fmt(f["gauc"]), "-", "-", "-", "0"] for name, f in floors.items()]
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += [f"  {name}: {floor['description']}" for name, floor in floors.items()]
+    lines += [f"  {name}: untrained, {floor['description']}" for name, floor in floors.items()]
+    if floors and names:
+        lines.append(f"vs the best floor ({best_floor}): ΔAUC [95% bootstrap CI]")
+        lines += [f"  {name}: {_console_verdict(results['models'][name])}" for name in names]
     for name in names:
         for run in results["models"][name].get("runs", [])[:1]:
             gate = run.get("gate")

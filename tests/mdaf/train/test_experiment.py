@@ -1,6 +1,7 @@
 """End to end on tiny generated data through the command line: train, evaluate, report, reload, predict."""
 
 import contextlib
+import copy
 import json
 
 import numpy as np
@@ -99,10 +100,17 @@ def test_mdaf_beats_a_constant_predictor_and_reports_every_table(run):
 
 
 def test_console_tables_fit_a_terminal(run):
-    text = render_console(run["results"])
+    # the widest case: several seeds (mean ± std cells) and the longest model name
+    results = copy.deepcopy(run["results"])
+    results["models"]["mdaf-attn-fusion"] = results["models"].pop("dcnv2")
+    for model in results["models"].values():
+        model["summary"] = {k: {**v, "n": 3, "std": 0.0123} for k, v in model["summary"].items()}
+        model["runs"] = [{**model["runs"][0], "seed": seed, "best_epoch": 20} for seed in (0, 1, 2)]
+    text = render_console(results)
     assert max(len(line) for line in text.splitlines()) <= CONSOLE_WIDTH
-    floors = run["results"]["floors"]
-    assert all(f"{name}: {floor['description']}" in text for name, floor in floors.items())
+    floors = results["floors"]
+    assert all(f"{name}: untrained, {floor['description']}" in text for name, floor in floors.items())
+    assert "  mdaf: " in text and "vs the best floor" in text
 
 
 def test_reload_and_predict_match_the_evaluation(run):
