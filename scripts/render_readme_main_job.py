@@ -58,10 +58,12 @@ def render_block(results: dict, source: str) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     env = results.get("environment", {})
     data = results.get("data", {})
+    threads = results.get("config", {}).get("train", {}).get("num_threads")
     lines += [
         "",
-        f"From `{source}`: {data.get('n_train', 0):,} training and"
-        f" {data.get('n_valid', 0):,} validation samples; {env.get('machine', '?')}; the run took"
+        f"From `{source}`: {data.get('n_train', 0):,} training and {data.get('n_valid', 0):,} validation"
+        f" samples; {env.get('cpu', '?')}, training on torch threads: {threads or 'all'}"
+        " (the figures depend on the thread count); the run took"
         f" {results.get('wall_seconds', 0):.0f} s including data generation.",
     ]
     return "\n".join([BEGIN, *lines, END])
