@@ -7,6 +7,7 @@ Runs on generated data always and on the real sample when present (``MDAF_DATA_D
 
 import contextlib
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,8 @@ def run(request, tmp_path_factory):
         )
         cap = []
     out = root / "run"
-    argv = ["train", "--data", str(data), "--cache-dir", str(root / "cache"), "--out", str(out)]
+    # the data path as a user types it, relative to where the command runs
+    argv = ["train", "--data", os.path.relpath(data), "--cache-dir", str(root / "cache"), "--out", str(out)]
     argv += ["--models", "dcnv2", "--epochs", "1", "--batch-size", "256", "--n-boot", "20", "--no-progress"]
     argv += ["--train-eval-samples", "500", "--max-len", str(MAX_LEN), "--set", "embed_dim=8", *cap]
     # module-scoped fixtures run before conftest's per-test switch to the reference ops: switch here
@@ -80,6 +82,11 @@ def test_the_id_maps_travel_with_the_checkpoint(run, validation):
         )
     # the stored data path is absolute: evaluate works from any directory
     assert loaded.info.data_path == str(run["data"].resolve())
+
+
+def test_evaluate_works_from_another_directory(run, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(run["checkpoint"]), "--cache-dir", str(run["root"] / "cache")]) == 0
 
 
 def test_raw_rows_with_a_log_give_the_validation_arrays_and_scores(run, validation):
