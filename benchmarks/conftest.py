@@ -273,7 +273,8 @@ def pytest_runtest_teardown(item):
         write_results_files(item.config)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark groups its rows for the table
+# a wrapper, first: pytest-benchmark groups its rows for the table in a wrapper of this hook
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     config.stash[_RESULT_PATHS] = write_results_files(config)
@@ -283,6 +284,7 @@ def pytest_sessionfinish(session, exitstatus):
         benchmark_session.benchmarks = [
             b for b in benchmark_session.benchmarks if not b.extra_info.get("untimed")
         ]
+    yield
 
 
 def skip_summary(reports) -> list[str]:
