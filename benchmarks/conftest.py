@@ -6,11 +6,12 @@ CUDA, and records device name, dtype, peak memory (and samples/s when ``samples`
 saved-activation bytes counted under the Triton interpreter). Interpreter timings are meaningless, so
 Triton rows are skipped on machines without CUDA (see benchmarks/README.md).
 
-After every benchmark the rows measured so far are written to
-``benchmarks/results/<device-slug>.json`` (merged by test id into the existing file; ``--bench-results
-replace`` starts it afresh with this run's rows, ``off`` writes nothing) and
-``benchmarks/results/README.md`` is re-rendered from all results files, so a run cut short keeps what it
-measured.
+After every benchmark the rows measured so far are written to ``<folder>/<device-slug>.json`` (merged
+by test id into the existing file) and ``<folder>/README.md`` is re-rendered, so a run cut short keeps
+what it measured. The folder is ``runs/benchmarks/`` (ignored by git) unless asked otherwise:
+``--bench-results write`` merges into the committed ``benchmarks/results/``, ``replace`` starts its
+file afresh, ``off`` writes nothing. The run ends with a short summary: per whole-model case the
+figure, the peer's figure, the ratio and the target, and the skip reasons with their counts.
 
 Without pytest-benchmark (a bare GPU machine) this file provides a stand-in ``benchmark`` fixture and
 the ``--benchmark-only`` option, timing with ``triton.testing.do_bench`` on CUDA and a perf_counter
@@ -30,14 +31,18 @@ from mdaf_kernels.tools import bench_results
 from mdaf_kernels.tools.memory import PeakMemory
 
 try:
-    import pytest_benchmark  # noqa: F401
+    from pytest_benchmark.utils import NAME_FORMATTERS
 
     HAVE_PYTEST_BENCHMARK = True
 except ImportError:
     HAVE_PYTEST_BENCHMARK = False
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # committed results
 REPO_ROOT = RESULTS_DIR.parents[1]
+RUN_RESULTS_DIR = REPO_ROOT / "runs" / "benchmarks"  # a plain run's results: outside the tracked tree
+BENCH_RESULTS_MODES = ("run", "write", "replace", "off")
+# pytest-benchmark's table, narrowed to fit 120 columns (any --benchmark-columns given wins)
+TABLE_COLUMNS = ["median", "iqr", "rounds"]
 # gpu_check --quick sets this: fewer rounds, same cases.
 QUICK = os.environ.get("MDAF_BENCH_QUICK", "0") == "1"
 # MDAF_BENCH_THREADS pins torch's CPU threads. On a shared or busy machine an OpenMP thread waiting for
@@ -177,9 +182,11 @@ def pytest_addoption(parser):
     group = parser.getgroup("mdaf-results", "mdaf benchmark results files")
     group.addoption(
         "--bench-results",
-        choices=("merge", "replace", "off"),
-        default="merge",
-        help="write benchmarks/results/<device-slug>.json: merge rows into it (default), replace it, or off",
+        choices=BENCH_RESULTS_MODES,
+        default="run",
+        help="where results go: run (default: runs/benchmarks/, outside the tracked tree), write (merge into"
+        " the committed benchmarks/results/<device-slug>.json and re-render its README), replace (start"
+        " that file afresh), off",
     )
     if not HAVE_PYTEST_BENCHMARK:
         group.addoption(
@@ -189,9 +196,17 @@ def pytest_addoption(parser):
         )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark has built its session from the options
 def pytest_configure(config):
     if not HAVE_PYTEST_BENCHMARK:
         config.addinivalue_line("markers", "benchmark(group=None): benchmark options (stand-in)")
+        return
+    session = getattr(config, "_benchmarksession", None)
+    given = config.invocation_params.args
+    if session is not None and not any(a.startswith("--benchmark-columns") for a in given):
+        session.columns = TABLE_COLUMNS
+    if session is not None and not any(a.startswith("--benchmark-name") for a in given):
+        session.name_format = NAME_FORMATTERS["short"]  # without the "test_" prefix
 
 
 def pytest_runtest_setup(item):
@@ -225,11 +240,16 @@ def _collect_records(config) -> list[dict]:
     ]
 
 
-def write_results_files(config) -> list[Path]:
-    """Write one results file per device measured in this run, then re-render the README."""
+def results_dir(config) -> Path | None:
     mode = config.getoption("--bench-results")
+    return None if mode == "off" else RUN_RESULTS_DIR if mode == "run" else RESULTS_DIR
+
+
+def write_results_files(config) -> list[Path]:
+    """Write one results file per device measured in this run, then re-render that folder's README."""
+    folder = results_dir(config)
     records = _collect_records(config)
-    if mode == "off" or not records:
+    if folder is None or not records:
         return []
     default_device = bench_results.device_name(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     by_device: dict[str, list[dict]] = {}
@@ -238,11 +258,13 @@ def write_results_files(config) -> list[Path]:
     if _ENVIRONMENT not in config.stash:
         config.stash[_ENVIRONMENT] = bench_results.environment(REPO_ROOT)
     env = config.stash[_ENVIRONMENT]
+    # a plain run keeps only its own rows; the committed file merges unless asked to start afresh
+    replace = config.getoption("--bench-results") in ("run", "replace")
     paths = [
-        bench_results.write_results(RESULTS_DIR, device, rows, env, replace=mode == "replace")
+        bench_results.write_results(folder, device, rows, env, replace=replace)
         for device, rows in by_device.items()
     ]
-    return [*paths, bench_results.write_readme(RESULTS_DIR)]
+    return [*paths, bench_results.write_readme(folder)]
 
 
 def pytest_runtest_teardown(item):
@@ -251,12 +273,46 @@ def pytest_runtest_teardown(item):
         write_results_files(item.config)
 
 
+# a wrapper, first: pytest-benchmark groups its rows for the table in a wrapper of this hook
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
-    session.config.stash[_RESULT_PATHS] = write_results_files(session.config)
+    config = session.config
+    config.stash[_RESULT_PATHS] = write_results_files(config)
+    benchmark_session = getattr(config, "_benchmarksession", None)
+    if benchmark_session is not None:
+        # figures that are not timings (bytes) have no place in a table of times: the summary shows them
+        benchmark_session.benchmarks = [
+            b for b in benchmark_session.benchmarks if not b.extra_info.get("untimed")
+        ]
+    yield
 
 
+def skip_summary(reports) -> list[str]:
+    """One line per distinct skip reason, with how many cases gave it, most frequent first."""
+    reasons: dict[str, int] = {}
+    for report in reports:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return [f"{count:>4} x {reason}" for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])]
+
+
+@pytest.hookimpl(trylast=True)  # the last thing printed before pytest's own summary line
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     paths = config.stash.get(_RESULT_PATHS, [])
+    results = [bench_results.load_results(p) for p in paths if p.suffix == ".json"]
+    if results:
+        terminalreporter.write_sep("-", "benchmark summary")
+        for result in results:
+            terminalreporter.write_line(bench_results.closing_summary(result))
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped:
+        ran = sum(len(terminalreporter.stats.get(k, [])) for k in ("passed", "failed", "error")) + len(
+            skipped
+        )
+        terminalreporter.write_sep("-", f"{len(skipped)} of {ran} cases skipped")
+        for line in skip_summary(skipped):
+            terminalreporter.write_line(line)
     if paths:
         terminalreporter.write_sep("-", "benchmark results")
         for path in paths:

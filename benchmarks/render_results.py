@@ -1,8 +1,8 @@
 """Render every benchmarks/results/*.json into benchmarks/results/README.md, one table per device.
 
-``pytest benchmarks/ --benchmark-only`` already does this after writing its results file; run this
-after editing or copying results files by hand (e.g. a GPU machine's file). ``--check`` exits 1 when
-the README is out of date instead of writing it.
+``pytest benchmarks/ --benchmark-only --bench-results write`` already does this after writing its results
+file; run this after editing or copying results files by hand (e.g. a GPU machine's file). ``--check``
+exits 1 when the README is out of date instead of writing it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""Inference after training: ``mdaf.load`` a checkpoint, ``mdaf.predict`` click probabilities.
+"""Inference after training: ``mdaf.load`` a checkpoint, then score raw Taobao ids or prepared ids.
 
->>> model, info = mdaf.load("runs/example/mdaf/seed0/best.pt")
->>> probs = mdaf.predict(model, frame)            # DataFrame: user, item, category, hist_items, hist_cats
+>>> loaded = mdaf.load("runs/example/mdaf/seed0/best.pt")
+>>> scores = loaded.predict(rows, history_log="UserBehavior.csv")   # raw user_id, item_id, ...
+>>> model, info = loaded                                              # the model and what it was trained on
+>>> probs = mdaf.predict(model, prepared.valid)                       # prepared (contiguous) ids
 
-Ids are the pipeline's contiguous ids (0 = padding/unknown), as in the training arrays.
+Raw ids go through the id maps fitted on the training split, which travel in the checkpoint: an id
+the training split never saw (a new user, item or category) becomes 0, the padding/unknown id, as
+for the validation split in training; such a history position still counts in the history length.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,10 +23,13 @@ from torch import nn
 
 from mdaf.schema import FEATURE_KEYS, PAD_ID, DatasetMeta
 
+RAW_ID_COLUMNS = ("user_id", "item_id", "category_id")
+RAW_HISTORY_COLUMNS = ("hist_item_ids", "hist_category_ids")
+
 
 @dataclass
 class LoadedRun:
-    """What a checkpoint says about its model: name, configurations, vocabularies, metrics."""
+    """What a checkpoint says about its model: name, configurations, vocabularies, id maps, metrics."""
 
     model_name: str
     model_config: Any
@@ -33,10 +40,35 @@ class LoadedRun:
     epoch: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    id_maps: Any = None  # mdaf.data.pipeline.IdMaps: raw Taobao ids -> the model's ids
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, LoadedRun]:
+class LoadedModel(NamedTuple):
+    """A trained model and its :class:`LoadedRun`; unpacks as ``model, info = mdaf.load(...)``."""
+
+    model: nn.Module
+    info: LoadedRun
+
+    def predict(self, data: Any, *, history_log: Any = None, **options: Any) -> np.ndarray:
+        """Click probabilities for a DataFrame of **raw** ids, in row order (see :func:`encode_raw`);
+        ``options`` go to :func:`predict` (``device``, ``batch_size``, ``return_gate``)."""
+        return predict(self.model, self.encode(data, history_log=history_log), **options)
+
+    def encode(self, data: Any, *, history_log: Any = None) -> dict[str, np.ndarray]:
+        """The batch-contract arrays of raw rows: :func:`encode_raw` with this checkpoint's id maps."""
+        if self.info.id_maps is None:
+            raise ValueError(
+                f"{self.info.path} holds no id maps: score prepared ids with mdaf.predict(model, arrays)"
+            )
+        window = (self.info.pipeline_config or {}).get("window")
+        return encode_raw(
+            data, self.info.id_maps, self.info.meta.max_len, history_log=history_log, window=window
+        )
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model saved in a checkpoint (``best.pt`` or ``last.pt``) in eval mode on ``device``."""
+    from mdaf.data.pipeline import IdMaps
     from mdaf.models import build_model
     from mdaf.train.checkpoint import load_checkpoint
 
@@ -50,6 +82,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Mo
     model = build_model(state["model_name"], meta, **state["model_config"])
     model.load_state_dict(state["model_state"])
     model.to(device).eval()
+    id_maps = state.get("id_maps")
     info = LoadedRun(
         model_name=state["model_name"],
         model_config=model.config,
@@ -60,10 +93,117 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Mo
         epoch=state.get("epoch"),
         metrics=state.get("metrics", {}),
         path=Path(path),
+        id_maps=IdMaps.from_dict(id_maps) if id_maps is not None else None,
     )
-    return model, info
+    return LoadedModel(model, info)
 
 
+# --------------------------------------------------------------------------- raw ids
+def encode_raw(
+    data: Any,
+    id_maps: Any,
+    max_len: int,
+    *,
+    history_log: Any = None,
+    window: tuple[int, int] | list[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """The batch-contract arrays (:mod:`mdaf.schema`) of a DataFrame of raw Taobao ids.
+
+    ``data`` has the columns ``user_id``, ``item_id``, ``category_id`` and a history, either
+
+    - ``hist_item_ids`` and ``hist_category_ids``: per row the raw ids of the user's earlier clicks,
+      oldest first (lists, arrays, or space-separated strings); the most recent ``max_len`` are kept;
+    - or ``timestamp`` (Unix seconds) with ``history_log``: a UserBehavior file (path) or a DataFrame
+      with its columns. The history is then built as in training: the user's clicks (``pv``) in the
+      log strictly before the row's timestamp, the most recent ``max_len``, oldest first. Log rows
+      outside ``window`` (the training pipeline's, ``None`` for all) are dropped, as in training.
+
+    Ids the training split never saw map to 0, the padding/unknown id, as in training.
+    """
+    from mdaf.data.pipeline import IdMaps
+
+    if not hasattr(data, "columns"):
+        raise TypeError(f"data must be a pandas DataFrame of raw ids, got {type(data).__name__}")
+    missing = [c for c in RAW_ID_COLUMNS if c not in data.columns]
+    if missing:
+        raise ValueError(f"data lacks columns {missing}; expected {list(RAW_ID_COLUMNS)} plus a history")
+    has_lists = all(c in data.columns for c in RAW_HISTORY_COLUMNS)
+    if history_log is not None:
+        if "timestamp" not in data.columns:
+            raise ValueError("data lacks the column 'timestamp' that places each row in history_log")
+        return _encode_with_log(data, id_maps, max_len, history_log, window)
+    if not has_lists:
+        raise ValueError(
+            f"data has no history: give the columns {list(RAW_HISTORY_COLUMNS)} (raw ids, oldest first)"
+            " or a 'timestamp' column and history_log (a UserBehavior log)"
+        )
+    items, item_len = _pad_histories([_id_list(h) for h in data["hist_item_ids"]], max_len)
+    cats, cat_len = _pad_histories([_id_list(h) for h in data["hist_category_ids"]], max_len)
+    if not np.array_equal(item_len, cat_len):
+        raise ValueError("hist_item_ids and hist_category_ids must have the same length in every row")
+    padding = np.arange(max_len)[None, :] >= item_len[:, None]
+    return {
+        "user": IdMaps.lookup(id_maps.users, _ids(data, "user_id")),
+        "item": IdMaps.lookup(id_maps.items, _ids(data, "item_id")),
+        "category": IdMaps.lookup(id_maps.categories, _ids(data, "category_id")),
+        "hist_items": np.where(padding, PAD_ID, IdMaps.lookup(id_maps.items, items)),
+        "hist_cats": np.where(padding, PAD_ID, IdMaps.lookup(id_maps.categories, cats)),
+        "hist_len": item_len,
+    }
+
+
+def _encode_with_log(data, id_maps, max_len: int, history_log: Any, window) -> dict[str, np.ndarray]:
+    """Histories from a behaviour log through the training pipeline's own functions."""
+    from mdaf.data import pipeline as P
+    from mdaf.data.prepare import events_from_frame
+    from mdaf.data.reader import read_behaviors
+
+    if hasattr(history_log, "columns"):
+        log = history_log
+        if window is not None:
+            log = log[(log["timestamp"] >= window[0]) & (log["timestamp"] <= window[1])]
+    else:
+        log, _ = read_behaviors(history_log, window=tuple(window) if window is not None else None)
+    clicks = P.extract_clicks(events_from_frame(log))
+    n = len(data)
+    # the search key holds times within the log's span: a row before the log's first click has an
+    # empty history, one after its last click has every click of the log
+    timestamp = np.clip(_ids(data, "timestamp"), clicks.t0, clicks.t0 + clicks.span - 1)
+    samples = {
+        "user": _ids(data, "user_id"),
+        "item": _ids(data, "item_id"),
+        "category": _ids(data, "category_id"),
+        "timestamp": timestamp,
+        "label": np.zeros(n, dtype=np.int8),
+    }
+    samples = P.attach_histories(samples, clicks, max_len)
+    arrays = P.materialize(samples, clicks, id_maps, max_len)
+    return {k: arrays[k] for k in FEATURE_KEYS}
+
+
+def _ids(frame, column: str) -> np.ndarray:
+    values = frame[column]
+    if values.isna().any():
+        raise ValueError(f"column {column!r} has missing values")
+    try:
+        return values.to_numpy(dtype=np.int64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"column {column!r} must hold integer ids: {error}") from error
+
+
+def _id_list(history: Any) -> np.ndarray:
+    """One history cell as int64 ids: a list or array, a space-separated string, or empty/missing."""
+    if history is None or (isinstance(history, float) and np.isnan(history)):
+        return np.empty(0, dtype=np.int64)
+    if isinstance(history, str):
+        history = history.split()
+    try:
+        return np.asarray(history, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"a history must hold integer ids, got {history!r}") from error
+
+
+# --------------------------------------------------------------------------- prepared ids
 def _pad_histories(histories, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad id lists (oldest first) to ``max_len``, keeping the most recent ``max_len`` ids."""
     out = np.full((len(histories), max_len), PAD_ID, dtype=np.int64)
@@ -79,8 +219,9 @@ def _features_from_frame(frame, max_len: int) -> dict[str, np.ndarray]:
     required = ("user", "item", "category", "hist_items", "hist_cats")
     missing = [c for c in required if c not in frame.columns]
     if missing:
+        raw = " (raw Taobao ids: use mdaf.load(...).predict)" if "item_id" in frame.columns else ""
         raise ValueError(
-            f"DataFrame lacks columns {missing}; expected {list(required)} (histories as id lists)"
+            f"DataFrame lacks columns {missing}; expected {list(required)} (histories as id lists){raw}"
         )
     hist_items, len_items = _pad_histories(list(frame["hist_items"]), max_len)
     hist_cats, len_cats = _pad_histories(list(frame["hist_cats"]), max_len)
@@ -105,11 +246,12 @@ def predict(
     batch_size: int = 4096,
     return_gate: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
-    """Click probabilities for ``data``: a pandas DataFrame or a mapping of arrays/tensors.
+    """Click probabilities for ``data`` in prepared (contiguous) ids: a DataFrame or a mapping of arrays.
 
     DataFrame columns: ``user``, ``item``, ``category``, ``hist_items`` and ``hist_cats`` (lists of
     ids, oldest first; the most recent ``max_len`` are kept). A mapping holds the batch contract of
-    :mod:`mdaf.schema` (``hist_len`` included). ``device`` defaults to the model's device.
+    :mod:`mdaf.schema` (``hist_len`` included). ``device`` defaults to the model's device. For raw
+    Taobao ids use ``mdaf.load(path).predict``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

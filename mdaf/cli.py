@@ -1,8 +1,11 @@
-"""The ``mdaf`` command: ``prepare``, ``train``, ``evaluate`` and ``report``.
+"""The ``mdaf`` command: ``prepare``, ``train``, ``evaluate``, ``predict`` and ``report``.
 
 ``examples/train_taobao.py`` is ``mdaf train``; both run :func:`mdaf.train.experiment.run_experiment`.
 Pipeline options are generated from ``mdaf.data.PipelineConfig`` and training options from
-``mdaf.train.TrainConfig``, so the command line always offers every parameter.
+``mdaf.train.TrainConfig``, so the command line always offers every parameter. Only the chosen
+command's options are built (they import torch and pandas), so ``mdaf --help`` answers at once.
+Every mistake a user can make on the command line ends in one error line under the command's usage,
+exit status 2.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ PIPELINE_HELP = {
     "seed": "seed of the pipeline's sampling",
 }
 TRAIN_FLAGS_HANDLED_APART = ("epochs", "seed", "device", "progress")
+# shown in --help beside the paper's defaults
+CPU_DEFAULTS_HELP = {
+    **{k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in CPU_TRAIN_DEFAULTS.items()},
+    "num_threads": f"{CPU_DEFAULT_THREADS} (at most the cores torch sees)",
+}
+PIPELINE_CPU_DEFAULTS_HELP = {"max_train_samples": f"{CPU_DEFAULT_TRAIN_SAMPLES} for the generated data"}
 
 
 HELP_FORMAT = argparse.HelpFormatter
@@ -97,8 +106,11 @@ def add_dataclass_options(
     renames: dict[str, str] | None = None,
     helps: dict[str, str] | None = None,
     choices: dict[str, Sequence[str]] | None = None,
+    cpu_defaults: dict[str, str] | None = None,
 ) -> None:
-    """One ``--flag`` per field of ``cls``; values go to ``args.<dest_prefix><field>`` (None if not given)."""
+    """One ``--flag`` per field of ``cls``; values go to ``args.<dest_prefix><field>`` (None if not given).
+
+    The help ends with the field's default (and ``cpu_defaults[field]``, the default on a CPU)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -107,11 +119,13 @@ def add_dataclass_options(
         default = f.default if f.default is not dataclasses.MISSING else None
         text = (helps or {}).get(f.name) or f.metadata.get("help") or f.name.replace("_", " ")
         kind = _argument_type(hints[f.name])
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text, _, stated = text.partition(" (default: ")  # a help text may state its default itself
+        shown = stated.rstrip(")") or _shown_default(default)
+        cpu = (cpu_defaults or {}).get(f.name)
         kwargs: dict[str, Any] = {
             "dest": dest_prefix + f.name,
             "default": None,
-            "help": f"{text} (default: {shown})",
+            "help": f"{text} (default: {shown}{f'; on CPU {cpu}' if cpu else ''})",
         }
         if kind is None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
@@ -119,6 +133,14 @@ def add_dataclass_options(
             allowed = (choices or {}).get(f.name)
             metavar = None if allowed else f.name.upper()
             parser.add_argument(flag, type=kind, metavar=metavar, choices=allowed, **kwargs)
+
+
+def _shown_default(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def dataclass_from_args(
@@ -143,19 +165,29 @@ TRAIN_DESCRIPTION = (
     "Train each model with each seed, compare with untrained floors, analyse the gate and test the"
     " differences. Writes results.json, summary.md, val_auc.png, gate.png and checkpoints to --out."
 )
+PREDICT_DESCRIPTION = (
+    "Score rows of raw Taobao ids with a trained checkpoint (its id maps turn raw ids into the model's;"
+    " ids unseen in training become the padding/unknown id 0, as in training). --data is either a"
+    " UserBehavior file (no header: user_id,item_id,category_id,behavior_type,timestamp), whose every"
+    " row is scored with the user's earlier clicks in the same file (or --history-log) as history, or"
+    " a CSV with a header holding user_id,item_id,category_id and either hist_item_ids and"
+    " hist_category_ids (space-separated raw ids, oldest first) or timestamp with --history-log."
+)
+COMMAND_HELP = {
+    "prepare": "run the data pipeline and print its statistics (Tables 1 and 6)",
+    "train": "train models and report the comparison, ablation, gate and dynamics tables",
+    "evaluate": "evaluate a checkpoint on the validation split, with floors and gate tables",
+    "predict": "score raw Taobao ids with a checkpoint and write the click probabilities as CSV",
+    "report": "rebuild summary.md and the plots of a run directory and print its tables",
+}
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, cpu_defaults: dict[str, str] | None = None) -> None:
     from mdaf.data import NEGATIVE_SCHEMES, PipelineConfig
 
     group = p.add_argument_group("data pipeline (mdaf.data.PipelineConfig; the paper's defaults)")
     group.add_argument("--data", metavar="PATH", help=DATA_HELP)
-    group.add_argument(
-        "--cache-dir",
-        default=DEFAULT_CACHE_DIR,
-        metavar="DIR",
-        help=f"cache of prepared datasets and of the generated default data (default: {DEFAULT_CACHE_DIR})",
-    )
+    add_cache_argument(group, "cache of prepared datasets and of the generated default data")
     add_dataclass_options(
         group,
         PipelineConfig,
@@ -163,6 +195,13 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         renames=PIPELINE_RENAMES,
         helps=PIPELINE_HELP,
         choices={"negative_scheme": NEGATIVE_SCHEMES},
+        cpu_defaults=cpu_defaults,
+    )
+
+
+def add_cache_argument(p, text: str) -> None:
+    p.add_argument(
+        "--cache-dir", default=DEFAULT_CACHE_DIR, metavar="DIR", help=f"{text} (default: {DEFAULT_CACHE_DIR})"
     )
 
 
@@ -170,7 +209,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from mdaf.models import list_models
     from mdaf.train.config import AMP_MODES, SCHEDULES, TrainConfig
 
-    add_data_arguments(p)
+    add_data_arguments(p, PIPELINE_CPU_DEFAULTS_HELP)
     run = p.add_argument_group("experiment")
     run.add_argument(
         "--models",
@@ -184,9 +223,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help=f"maximum epochs (default: 20, the paper's, on GPU; {CPU_DEFAULT_EPOCHS} on CPU, where batch"
-        f" 512, lr 1e-3 and, for the generated data, {CPU_DEFAULT_TRAIN_SAMPLES} training samples are the"
-        " defaults)",
+        help=f"maximum epochs (default: 20, the paper's; on CPU {CPU_DEFAULT_EPOCHS})",
     )
     run.add_argument(
         "--seeds",
@@ -196,9 +233,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SEED",
         help="training seeds; several give mean and standard deviation per model (default: 0)",
     )
-    run.add_argument(
-        "--device", default="auto", help="auto (CUDA when present, the default), cpu, cuda or cuda:N"
-    )
+    add_device_argument(run)
     run.add_argument("--out", metavar="DIR", help="output directory (default: runs/<name>)")
     run.add_argument("--name", help="run name (default: the start time)")
     run.add_argument(
@@ -229,60 +264,85 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         dest_prefix="train_",
         skip=TRAIN_FLAGS_HANDLED_APART,
         choices={"amp": AMP_MODES, "schedule": SCHEDULES},
+        cpu_defaults=CPU_DEFAULTS_HELP,
     )
 
 
-def build_parser(prog: str = "mdaf") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="MDAF: prepare Taobao UserBehavior data, train and evaluate CTR models, and report the"
-        " paper's tables.",
-        formatter_class=HELP_FORMAT,
+def add_device_argument(p) -> None:
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser(
-        "prepare",
-        help="run the data pipeline and print its statistics (Tables 1 and 6)",
-        formatter_class=HELP_FORMAT,
-    )
-    add_data_arguments(p)
-    p.add_argument("--stats-out", metavar="PATH", help="also write the statistics as JSON here")
 
-    p = sub.add_parser(
-        "train",
-        help="train models and report the comparison, ablation, gate and dynamics tables",
-        formatter_class=HELP_FORMAT,
-        description=TRAIN_DESCRIPTION,
-    )
-    add_train_arguments(p)
-
-    p = sub.add_parser(
-        "evaluate",
-        help="evaluate a checkpoint on the validation split, with floors and gate tables",
-        formatter_class=HELP_FORMAT,
-    )
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="best.pt or last.pt written by mdaf train")
     p.add_argument(
         "--data", metavar="PATH", help="data file (default: the one the checkpoint was trained on)"
     )
-    p.add_argument(
-        "--cache-dir",
-        default=DEFAULT_CACHE_DIR,
-        metavar="DIR",
-        help=f"cache of prepared datasets (default: {DEFAULT_CACHE_DIR})",
-    )
-    p.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
+    add_cache_argument(p, "cache of prepared datasets")
+    add_device_argument(p)
     p.add_argument("--eval-batch-size", type=int, default=4096, help="evaluation batch size (default: 4096)")
     p.add_argument("--out", metavar="PATH", help="also write the evaluation as JSON here")
 
-    p = sub.add_parser(
-        "report",
-        help="rebuild summary.md and the plots of a run directory and print its tables",
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", required=True, metavar="PATH", help="best.pt or last.pt written by mdaf train"
+    )
+    p.add_argument("--data", required=True, metavar="PATH", help="rows to score (see above)")
+    p.add_argument(
+        "--out", required=True, metavar="PATH", help="CSV written: the rows' ids and a score column"
+    )
+    p.add_argument(
+        "--history-log",
+        metavar="PATH",
+        help="UserBehavior file whose clicks before each row's timestamp form its history"
+        " (default: --data itself when it is a UserBehavior file)",
+    )
+    add_device_argument(p)
+    p.add_argument("--batch-size", type=int, default=4096, help="rows scored per batch (default: 4096)")
+
+
+def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_arguments(p)
+    p.add_argument("--stats-out", metavar="PATH", help="also write the statistics as JSON here")
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a directory written by mdaf train (holding results.json)")
+
+
+ADD_ARGUMENTS = {
+    "prepare": add_prepare_arguments,
+    "train": add_train_arguments,
+    "evaluate": add_evaluate_arguments,
+    "predict": add_predict_arguments,
+    "report": add_report_arguments,
+}
+DESCRIPTIONS = {"train": TRAIN_DESCRIPTION, "predict": PREDICT_DESCRIPTION}
+
+
+def build_parser(prog: str = "mdaf", commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``mdaf`` parser; only ``commands`` (default: all) get their options, which import torch."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="MDAF: prepare Taobao UserBehavior data, train and evaluate CTR models, score raw"
+        " ids, and report the paper's tables.",
         formatter_class=HELP_FORMAT,
     )
-    p.add_argument("run_dir", help="a directory written by mdaf train (holding results.json)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMAND_HELP.items():
+        p = sub.add_parser(
+            name, help=help_text, description=DESCRIPTIONS.get(name, help_text), formatter_class=HELP_FORMAT
+        )
+        if commands is None or name in commands:
+            ADD_ARGUMENTS[name](p)
     return parser
+
+
+def subcommand_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (its usage line goes with its errors)."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -455,7 +515,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mdaf.api import load
     from mdaf.data import PipelineConfig
     from mdaf.train.config import TrainConfig
     from mdaf.train.experiment import gate_report
@@ -463,9 +522,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mdaf.train.metrics import auc, gauc
     from mdaf.train.trainer import Trainer
 
-    if not Path(args.checkpoint).is_file():
-        raise CliError(f"checkpoint not found: {args.checkpoint}")
-    model, info = load(args.checkpoint)
+    model, info = load_checkpoint_argument(args.checkpoint, "checkpoint")
     data_path = args.data or info.data_path
     if not data_path:
         raise CliError("--data: the checkpoint does not say which file it was trained on; pass --data")
@@ -515,26 +572,129 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_checkpoint_argument(path: str, argument: str):
+    """``mdaf.load`` of a checkpoint given on the command line; any unreadable file is a CliError."""
+    from mdaf.api import load
+
+    if Path(path).is_dir():
+        raise CliError(
+            f"{argument}: {path} is a directory; expected best.pt or last.pt written by mdaf train"
+        )
+    if not Path(path).is_file():
+        raise CliError(f"{argument}: checkpoint not found: {path}")
+    try:
+        return load(path)
+    except (ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise CliError(f"{argument}: {error}") from error
+
+
+def read_rows_to_score(path: str, history_log: str | None):
+    """The rows of ``mdaf predict --data``, and the behaviour log their histories come from."""
+    import pandas as pd
+
+    from mdaf.api import RAW_ID_COLUMNS
+    from mdaf.data import read_behaviors
+
+    if not Path(path).is_file():
+        raise CliError(f"--data: file not found: {path}")
+    if history_log is not None and not Path(history_log).is_file():
+        raise CliError(f"--history-log: file not found: {history_log}")
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head != b"\x1f\x8b":  # a gzip is a UserBehavior file; a plain file may be a CSV with a header
+        with open(path, errors="replace") as handle:
+            first_line = handle.readline()
+        if "user_id" in first_line:
+            try:
+                rows = pd.read_csv(path)
+            except (ValueError, pd.errors.ParserError) as error:
+                raise CliError(f"--data: {path} is not a readable CSV: {error}") from error
+            return rows, history_log
+    try:
+        rows, report = read_behaviors(path, window=None)
+    except ValueError as error:
+        raise CliError(f"--data: {error}") from error
+    if rows.empty:
+        raise CliError(
+            f"--data: {path} has no UserBehavior row ({report.bad_lines} bad lines); expected a CSV with the"
+            f" columns {', '.join(RAW_ID_COLUMNS)} or a UserBehavior file"
+        )
+    return rows, history_log or path
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from mdaf.api import predict
+
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
+    loaded = load_checkpoint_argument(args.checkpoint, "--checkpoint")
+    rows, history_log = read_rows_to_score(args.data, args.history_log)
+    if loaded.info.id_maps is None:
+        raise CliError(
+            f"--checkpoint: {args.checkpoint} holds no id maps (written before checkpoint format 2)"
+        )
+    try:
+        arrays = loaded.encode(rows, history_log=history_log)
+    except (ValueError, TypeError) as error:
+        raise CliError(f"--data: {error}") from error
+    device = _device_argument(args.device)
+    scores = predict(loaded.model, arrays, device=device, batch_size=args.batch_size)
+    kept = [c for c in rows.columns if c not in ("hist_item_ids", "hist_category_ids")]
+    out = pd.DataFrame({c: rows[c].to_numpy() for c in kept})
+    out["score"] = scores
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.out, index=False, float_format="%.6f")
+    unknown_users = float(np.mean(arrays["user"] == 0)) if len(out) else 0.0
+    _log(
+        f"{loaded.info.model_name}: scored {len(out):,} rows of {args.data} ({unknown_users:.1%} with a user"
+        f" unseen in training); mean history length {np.mean(arrays['hist_len']) if len(out) else 0:.1f}"
+    )
+    _log(f"scores written to {args.out}")
+    return 0
+
+
+def _device_argument(text: str):
+    from mdaf.train.distributed import resolve_device
+
+    try:
+        return resolve_device(text, 0)
+    except ValueError as error:
+        raise CliError(f"--device: {error}") from error
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from mdaf.train.report import load_results, render_console, write_report
 
     try:
         results = load_results(args.run_dir)
-    except FileNotFoundError as error:
-        raise CliError(str(error)) from error
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(f"run_dir: {error}") from error
     summary = write_report(results, args.run_dir)
     _log(render_console(results))
     _log(f"\nsummary: {summary}")
     return 0
 
 
-COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "evaluate": cmd_evaluate, "report": cmd_report}
+COMMANDS = {
+    "prepare": cmd_prepare,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "report": cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "mdaf") -> int:
-    """``mdaf COMMAND ...``; returns the exit status (2 for a bad argument, 1 for a bad file or value)."""
-    parser = build_parser(prog)
-    return _run(parser, parser.parse_args(argv), prog)
+    """``mdaf COMMAND ...``; returns the exit status (2 for anything the user gave wrong)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # build only the chosen command's options: the others would import torch for nothing
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(prog, commands=[chosen] if chosen in COMMAND_HELP else [])
+    args = parser.parse_args(argv)
+    return _run(subcommand_parser(parser, args.command), args)
 
 
 def main_train(argv: Sequence[str] | None = None, prog: str = "train_taobao.py") -> int:
@@ -543,17 +703,15 @@ def main_train(argv: Sequence[str] | None = None, prog: str = "train_taobao.py")
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     args.command = "train"
-    return _run(parser, args, prog)
+    return _run(parser, args)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, prog: str) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run a command; a bad argument, file or value ends in the command's usage, one error line, status 2."""
     try:
         return COMMANDS[args.command](args)
-    except CliError as error:
-        parser.error(str(error))  # exits with status 2 and the usage line
-    except (FileNotFoundError, ValueError) as error:
-        print(f"{prog} {args.command}: error: {error}", file=sys.stderr)
-        return 1
+    except (CliError, FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
     return 0
 
 

@@ -46,6 +46,7 @@ def test_train_taobao_example_runs_end_to_end(tmp_path):
     ]
     # as a user runs it: without the Triton interpreter that tests/conftest.py turns on for kernel tests
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever one pip installed
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # the console shows the comparison with its floors and the gate table
@@ -54,3 +55,13 @@ def test_train_taobao_example_runs_end_to_end(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"mdaf", "dcnv2"}
     assert (out / "summary.md").is_file() and (out / "mdaf" / "seed0" / "best.pt").is_file()
+    # the run names every file it wrote
+    for name in (
+        "results.json",
+        "summary.md",
+        "val_auc.png",
+        "gate.png",
+        "mdaf/seed0/best.pt",
+        "dcnv2/seed0/last.pt",
+    ):
+        assert f"  {out / name}\n" in done.stdout, name

@@ -24,7 +24,7 @@ id maps are fitted on the training split alone (:func:`fit_id_maps`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 
 import numpy as np
 
@@ -428,6 +428,10 @@ def sort_samples(samples: Arrays) -> Arrays:
 
 
 # ----------------------------------------------------------------------------- id maps
+ID_MAPS_FORMAT = 1
+"""Bump when :class:`IdMaps` changes the meaning of its fields (checkpoints store them)."""
+
+
 @dataclass
 class IdMaps:
     """Sorted raw ids seen in training; raw id ``r`` maps to ``1 + position`` (0: padding/unknown)."""
@@ -448,6 +452,28 @@ class IdMaps:
     def sizes(self) -> tuple[int, int, int]:
         """Table sizes, padding id 0 included."""
         return self.users.size + 1, self.items.size + 1, self.categories.size + 1
+
+    def to_dict(self) -> dict:
+        """Every field (arrays stay NumPy) and :data:`ID_MAPS_FORMAT`: what travels with a model."""
+        return {"format": ID_MAPS_FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> IdMaps:
+        """The inverse of :meth:`to_dict`; arrays may come as anything ``np.asarray`` takes (tensors too)."""
+        if values.get("format") != ID_MAPS_FORMAT:
+            raise ValueError(
+                f"id maps of format {values.get('format')!r}; this version reads {ID_MAPS_FORMAT}"
+            )
+        missing = [f.name for f in fields(cls) if f.name not in values and f.default is MISSING]
+        if missing:
+            raise ValueError(f"id maps lack {missing}")
+        return cls(
+            **{
+                f.name: np.asarray(values[f.name]) if f.type in ("np.ndarray", np.ndarray) else values[f.name]
+                for f in fields(cls)
+                if f.name in values
+            }
+        )
 
 
 def fit_id_maps(train: Arrays, clicks: Clicks, max_len: int) -> IdMaps:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mdaf.data import pipeline as P
-from mdaf.data.reader import read_behaviors
+from mdaf.data.reader import BEHAVIORS, read_behaviors
 from mdaf.schema import DatasetMeta
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when the pipeline's output changes for the same file and parameters."""
 ARRAY_KEYS = ("user", "item", "category", "hist_items", "hist_cats", "hist_len", "label", "timestamp")
 STEP_NAMES = ("read", "clicks", "samples", "nonempty_history", "category_filter", "train", "valid")
@@ -229,6 +230,19 @@ def _write_npy(out_dir: Path, split: str, n: int, max_len: int, chunks) -> None:
             f.close()
 
 
+def events_from_frame(frame) -> dict[str, np.ndarray]:
+    """The pipeline's events table from a ``read_behaviors`` DataFrame (or any frame with its columns;
+    ``behavior_type`` as strings of :data:`BEHAVIORS` or their Categorical)."""
+    behavior = pd.Categorical(frame["behavior_type"], categories=BEHAVIORS)
+    return {
+        "user": frame["user_id"].to_numpy(),
+        "item": frame["item_id"].to_numpy(),
+        "category": frame["category_id"].to_numpy(),
+        "timestamp": frame["timestamp"].to_numpy(),
+        "behavior": np.asarray(behavior.codes),
+    }
+
+
 def _read_events(path: Path, config: P.PipelineConfig, chunk_rows: int):
     keep = None
     if config.user_fraction < 1.0:
@@ -237,13 +251,7 @@ def _read_events(path: Path, config: P.PipelineConfig, chunk_rows: int):
             return P.select_users(users, config.user_fraction, config.seed)
 
     frame, report = read_behaviors(path, window=config.window, keep_users=keep, chunk_rows=chunk_rows)
-    events = {
-        "user": frame["user_id"].to_numpy(),
-        "item": frame["item_id"].to_numpy(),
-        "category": frame["category_id"].to_numpy(),
-        "timestamp": frame["timestamp"].to_numpy(),
-        "behavior": frame["behavior_type"].cat.codes.to_numpy(),
-    }
+    events = events_from_frame(frame)
     if events["user"].size == 0:
         raise ValueError(
             f"no valid rows left to prepare in {path} (after the window and user sampling):\n{report}"
@@ -255,6 +263,12 @@ def _run_pipeline(
     events: dict, config: P.PipelineConfig, read_report: dict, out_dir: Path | None
 ) -> PreparedData:
     stats: dict = {"read": P.event_stats(events)}
+    # what the reader dropped, as the console shows it: bad lines per reason, out-of-window rows
+    stats["read"]["dropped"] = {
+        "bad_lines": read_report["bad_lines"],
+        "bad_lines_by_reason": read_report["bad"],
+        "out_of_window": read_report["out_of_window"],
+    }
     clicks = P.extract_clicks(events)
     if clicks.user.size == 0:
         raise ValueError("no click (pv) events to build samples from")

@@ -31,7 +31,7 @@ from mdaf.train.config import TrainConfig
 from mdaf.train.distributed import init_distributed, resolve_device
 from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores
 from mdaf.train.metrics import auc, gauc
-from mdaf.train.report import render_console, write_report
+from mdaf.train.report import RESULTS_FILE, render_console, write_report
 from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
 GATE_BINS = 50
@@ -125,6 +125,12 @@ def verdict_against_floors(
     return f"does NOT beat floors: {span}", ci
 
 
+def run_artefacts(out_dir: Path, results: Mapping[str, Any], summary: Path) -> list[Path]:
+    """Every file a run wrote: results, summary, plots and each model's checkpoints."""
+    plots = [out_dir / name for name in results.get("plots", [])]
+    return [out_dir / RESULTS_FILE, summary, *plots, *sorted(out_dir.glob("*/seed*/*.pt"))]
+
+
 def run_experiment(
     prepared: Any,
     models: Sequence[str],
@@ -171,6 +177,9 @@ def run_experiment(
             emit(text)
 
     out_dir = Path(out_dir)
+    # run artefacts must resolve from any working directory: the data path is stored absolute
+    data_path = str(Path(data_path).resolve()) if data_path is not None else None
+    id_maps = prepared.id_maps.to_dict() if getattr(prepared, "id_maps", None) is not None else None
     start = time.perf_counter()
     train, valid, meta = prepared.train, prepared.valid, prepared.meta
     labels = np.asarray(valid["label"], dtype=np.float64)
@@ -234,6 +243,7 @@ def run_experiment(
                 "meta": dataclasses.asdict(meta),
                 "pipeline_config": pipeline_config,
                 "data_path": data_path,
+                "id_maps": id_maps,  # so that mdaf.load scores raw Taobao ids
             }
             say(
                 f"\n== {model_name} (seed {seed}): {entry['parameters']['total']:,} parameters "
@@ -256,7 +266,10 @@ def run_experiment(
                     "train_seconds": fit.train_seconds,
                     "history": fit.history,
                     "gate": gate_report(evaluation),
-                    "checkpoint": str(fit.best_checkpoint) if fit.best_checkpoint else None,
+                    # relative to the run folder (results.json's folder), so the run can move
+                    "checkpoint": str(fit.best_checkpoint.relative_to(out_dir))
+                    if fit.best_checkpoint
+                    else None,
                 }
             )
             say(
@@ -297,5 +310,5 @@ def run_experiment(
     if dist.is_main:
         summary = write_report(results, out_dir)
         emit(render_console(results))
-        emit(f"\nresults: {out_dir / 'results.json'}\nsummary: {summary}")
+        emit("\nwritten:\n" + "\n".join(f"  {path}" for path in run_artefacts(out_dir, results, summary)))
     return results

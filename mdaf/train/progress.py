@@ -1,4 +1,4 @@
-"""A small progress bar on stderr: step count, samples per second and the running loss.
+"""A small progress bar on stderr: step count, samples per second and a running mean of the loss.
 
 Redraws at most every ``interval`` seconds. On a terminal it rewrites one line; elsewhere (logs,
 CI) it prints a plain line at most every ``log_interval`` seconds so logs stay short.
@@ -41,7 +41,7 @@ class ProgressBar:
         self.count += steps
         self.samples += samples
         if loss is not None:
-            # exponential moving average over ~50 steps: readable, still reacts within an epoch
+            # a running mean, exponentially weighted over ~50 steps: readable, still reacts within an epoch
             self.loss_ema = loss if self.loss_ema is None else 0.98 * self.loss_ema + 0.02 * loss
         now = time.perf_counter()
         if self.enabled and (now - self._last_draw >= self.interval or self.count >= self.total):
@@ -55,7 +55,7 @@ class ProgressBar:
         filled = int(round(frac * self.width))
         bar = "#" * filled + "-" * (self.width - filled)
         eta = (self.total - self.count) * elapsed / self.count if self.count else 0.0
-        loss = f" loss {self.loss_ema:.4f}" if self.loss_ema is not None else ""
+        loss = f" loss (running mean) {self.loss_ema:.4f}" if self.loss_ema is not None else ""
         return (
             f"{self.desc} [{bar}] {self.count}/{self.total} {rate:,.0f} samples/s{loss}"
             f" {elapsed:.0f}s<{eta:.0f}s"

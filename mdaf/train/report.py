@@ -252,14 +252,34 @@ def _pvalue(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
+CONSOLE_WIDTH = 120
+
+
+def _console_verdict(model: Mapping[str, Any]) -> str:
+    """The verdict against the best floor, short enough for a terminal column."""
+    ci = model.get("vs_best_floor")
+    if not ci:
+        return model.get("verdict", "-")
+    word = "beats" if ci["low"] > 0 else ("not clearly above" if ci["diff"] > 0 else "below")
+    return f"{word} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+
+
 def render_console(results: Mapping[str, Any]) -> str:
-    """The comparison (with floors) and gate tables, for the terminal."""
+    """The comparison (with floors) and gate tables, for a terminal of :data:`CONSOLE_WIDTH` columns."""
     names = list(results.get("models", {}))
+    floors = results.get("floors", {})
+    best_floor = max(floors, key=lambda k: floors[k]["auc"]) if floors else "-"
     lines = ["", "Overall comparison on validation (with untrained floors)"]
-    rows = comparison_rows(results, names) + floor_rows(results)
-    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(COMPARISON_HEADERS)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(COMPARISON_HEADERS, widths, strict=True)))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    headers = COMPARISON_HEADERS[:-1]  # the verdicts follow the table: they would make it too wide
+    rows = [[cell.strip("`") for cell in row[:-1]] for row in comparison_rows(results, names)]
+    rows += [[name, _fmt(f["auc"]), _fmt(f["gauc"]), "-", "-", "-", "0"] for name, f in floors.items()]
+    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [f"  {name}: untrained, {floor['description']}" for name, floor in floors.items()]
+    if floors and names:
+        lines.append(f"vs the best floor ({best_floor}): ΔAUC [95% bootstrap CI]")
+        lines += [f"  {name}: {_console_verdict(results['models'][name])}" for name in names]
     for name in names:
         for run in results["models"][name].get("runs", [])[:1]:
             gate = run.get("gate")
@@ -375,7 +395,13 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {RESULTS_FILE} found at {run_dir}")
-    return json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a results file written by mdaf train: {error}") from error
+    if not isinstance(results, dict) or "models" not in results:
+        raise ValueError(f"{path} is not a results file written by mdaf train (no 'models' entry)")
+    return results
 
 
 def _json_default(value: Any) -> Any:

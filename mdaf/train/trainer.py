@@ -356,9 +356,13 @@ class Trainer:
             ranks = f" per rank x {self.dist.world_size} ranks" if self.dist.enabled else ""
             self.log(
                 f"{self.desc}: {n_train:,} samples, {steps_per_epoch} batches of {cfg.batch_size}{ranks}"
-                f" per epoch, up to {cfg.epochs} epochs, device {self.device}"
+                f" per epoch, up to {cfg.epochs} epoch{'s' if cfg.epochs > 1 else ''}, device {self.device}"
             )
-        self.log(format_epoch_header())
+        # progress lines come between epochs: the header then goes with each row, so a log never
+        # shows a row far from its header
+        progress_shown = cfg.progress and self.dist.is_main
+        if state.history or not progress_shown:
+            self.log(format_epoch_header())
         for row in state.history:
             self.log(format_epoch_row(row))
         start_time = time.perf_counter()
@@ -390,6 +394,8 @@ class Trainer:
                     k: v.detach().to("cpu", copy=True) for k, v in self._unwrapped().state_dict().items()
                 }
                 self._save_best(record)
+            if progress_shown:
+                self.log(format_epoch_header())
             self.log(format_epoch_row(record))
             self._save_last(state, optimizer, scheduler)
             barrier(self.dist)

@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 import mdaf_kernels
@@ -99,18 +100,19 @@ class Mamba(nn.Module):
                                  f"got {mask.dtype} {tuple(mask.shape)}")
             valid = mask[:, None, :].to(hidden_states.dtype)  # (batch, 1, L)
 
-        xz = self.in_proj(hidden_states).transpose(1, 2)  # (batch, 2 * d_inner, L)
+        # the ops take channels before length: "b l d -> b d l" views, no copy
+        xz = rearrange(self.in_proj(hidden_states), "b l d -> b d l")  # d = 2 * d_inner
         x, z = xz.chunk(2, dim=1)
         if mask is not None:
             x = x * valid
         conv_weight = self.conv1d.weight.squeeze(1)  # (d_inner, d_conv)
         x = mdaf_kernels.causal_conv1d_fn(x, conv_weight, self.conv1d.bias, activation="silu")
 
-        x_dbl = self.x_proj(x.transpose(1, 2))  # (batch, L, dt_rank + 2 * d_state)
+        x_dbl = self.x_proj(rearrange(x, "b d l -> b l d"))  # d: dt_rank + 2 * d_state
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (batch, d_inner, L), bias added in the scan
-        B = B.transpose(1, 2).contiguous()  # (batch, d_state, L)
-        C = C.transpose(1, 2).contiguous()
+        dt = rearrange(dt @ self.dt_proj.weight.t(), "b l d -> b d l")  # bias added in the scan
+        B = rearrange(B, "b l n -> b n l").contiguous()
+        C = rearrange(C, "b l n -> b n l").contiguous()
         A = -torch.exp(self.A_log.float())
         if mask is None:
             y = mdaf_kernels.selective_scan_fn(x, dt, A, B, C, self.D.float(), z=z,
@@ -119,7 +121,7 @@ class Mamba(nn.Module):
             # The step size must be 0 after bias and softplus, so they are applied here.
             delta = F.softplus(dt + self.dt_proj.bias.to(dt.dtype)[:, None]) * valid
             y = mdaf_kernels.selective_scan_fn(x, delta, A, B, C, self.D.float(), z=z)
-        out = self.out_proj(y.transpose(1, 2))
+        out = self.out_proj(rearrange(y, "b d l -> b l d"))
         if mask is not None:
-            out = out * valid.transpose(1, 2)
+            out = out * rearrange(valid, "b 1 l -> b l 1")
         return out

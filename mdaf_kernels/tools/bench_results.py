@@ -260,13 +260,20 @@ def model_ratios(results: dict) -> list[dict]:
                     "mode": mode,
                     "throughput_ratio": a["samples_per_s"] / b["samples_per_s"],
                     "peak_memory_ratio": ma / mb if ma and mb else None,
+                    "samples_per_s": (a["samples_per_s"], b["samples_per_s"]),
+                    "peak_memory_bytes": (ma, mb),
                 })
     key = "activation_bytes_per_sample"
     for label, num, den in pairs:
         a, b = _find(records, *num, None, key), _find(records, *den, None, key)
         if a is not None and b is not None and b[key]:
             ratio = a[key] / b[key]
-            rows.append({"comparison": label, "mode": "saved activations", "activation_ratio": ratio})
+            rows.append({
+                "comparison": label,
+                "mode": "saved activations",
+                "activation_ratio": ratio,
+                "activation_bytes_per_sample": (a[key], b[key]),
+            })
     return rows
 
 
@@ -460,6 +467,47 @@ def summary_text(results: dict) -> str:
         parts.append(_plain_table(RATIO_HEADER, rows))
     parts.append(_plain_table(TARGET_HEADER, target_rows(results)))
     return "\n\n".join(parts)
+
+
+CLOSING_HEADER = ["case", "mode", "measured", "figure", "peer and its figure", "ratio", "target"]
+_FIGURES = (
+    ("samples/s", "samples_per_s", "throughput_ratio", format_count),
+    ("peak memory", "peak_memory_bytes", "peak_memory_ratio", format_bytes),
+    ("saved/sample", "activation_bytes_per_sample", "activation_ratio", format_bytes),
+)
+
+
+def closing_rows(results: dict) -> list[list[str]]:
+    """Per whole-model comparison and figure: the case's figure, its peer's, the ratio and the target
+    (the GPU targets, on a GPU; a CPU has none)."""
+    verdicts = {t["target"]: t for t in check_targets(results)}
+    targets = {(label.split(", ")[0], key): verdicts[label] for label, _, _, key, _, _ in GPU_TARGETS}
+    rows = []
+    for r in model_ratios(results):
+        case, _, peer = r["comparison"].partition(" / ")
+        for title, key, ratio_key, fmt in _FIGURES:
+            if r.get(ratio_key) is None:
+                continue
+            target = targets.get((r["comparison"], key)) if r["mode"] == "train" else None
+            goal = "—"
+            if target is not None and is_gpu_results(results):
+                goal = f"{target['op']} {target['threshold']}x: {target['verdict']}"
+            figure, peer_figure = r[key]
+            peer_cell = f"{peer} {fmt(peer_figure)}"
+            rows.append([case, r["mode"], title, fmt(figure), peer_cell, _ratio(r[ratio_key]), goal])
+    return rows
+
+
+def closing_summary(results: dict) -> str:
+    """What a benchmark run ends with: per case the figure, the peer's, the ratio and the target."""
+    rows = closing_rows(results)
+    head = f"{results['device']}: whole-model comparisons"
+    if not rows:
+        return f"{results['device']}: no whole-model rows (bench_models.py, bench_activation_memory.py)"
+    if not is_gpu_results(results):
+        return f"{head} (targets are set for GPUs only)\n" + _plain_table(CLOSING_HEADER, rows)
+    targets = _plain_table(TARGET_HEADER, target_rows(results))
+    return f"{head}\n" + _plain_table(CLOSING_HEADER, rows) + "\n\n" + targets
 
 
 def _plain_table(header: list[str], rows: list[list[str]]) -> str:

@@ -72,7 +72,7 @@ def gpu_results(triton_sps=300_000.0, triton_peak=2 * 2**30, reference_sps=100_0
     [
         ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3"),
         ("CPU AMD EPYC (2 threads)", "cpu-amd-epyc-2threads"),
-    ("CPU AMD EPYC (1 thread)", "cpu-amd-epyc-1thread"),
+        ("CPU AMD EPYC (1 thread)", "cpu-amd-epyc-1thread"),
         ("CPU Intel(R) Xeon(R) Platinum 8480C (16 threads)", "cpu-intel-xeon-platinum-8480c-16threads"),
     ],
 )
@@ -185,9 +185,14 @@ WITHOUT_PYTEST_BENCHMARK = (
 )
 
 
-@pytest.mark.parametrize("with_pytest_benchmark", [True, False], ids=["pytest-benchmark", "stand-in"])
-def test_benchmarks_conftest_writes_results_and_readme(tmp_path, with_pytest_benchmark):
-    """benchmarks/conftest.py, copied beside a tiny bench file, writes the results file and README."""
+@pytest.mark.parametrize(
+    "with_pytest_benchmark, mode",
+    [(True, None), (False, "write")],
+    ids=["pytest-benchmark-default", "stand-in-write"],
+)
+def test_benchmarks_conftest_writes_results_and_readme(tmp_path, with_pytest_benchmark, mode):
+    """benchmarks/conftest.py, copied beside a tiny bench file, writes the results file and README:
+    under runs/benchmarks/ by default (the tracked tree stays clean), in benchmarks/results/ when asked."""
     repo = Path(__file__).resolve().parents[2]
     bench_dir = tmp_path / "benchmarks"
     bench_dir.mkdir()
@@ -195,6 +200,7 @@ def test_benchmarks_conftest_writes_results_and_readme(tmp_path, with_pytest_ben
     (bench_dir / "bench_tiny.py").write_text(TINY_BENCH)
     env = {**os.environ, "PYTHONPATH": str(repo)}
     args = ["benchmarks", "--benchmark-only", "-q", "-p", "no:cacheprovider", "-o", "python_files=bench_*.py"]
+    args += ["--bench-results", mode] if mode else []
     if with_pytest_benchmark:
         command = [sys.executable, "-m", "pytest", *args]
     else:
@@ -204,7 +210,13 @@ def test_benchmarks_conftest_writes_results_and_readme(tmp_path, with_pytest_ben
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed, 1 skipped" in done.stdout
 
-    [path] = (bench_dir / "results").glob("*.json")
+    written, untouched = (
+        (bench_dir / "results", tmp_path / "runs")
+        if mode
+        else (tmp_path / "runs" / "benchmarks", bench_dir / "results")
+    )
+    assert not untouched.exists()
+    [path] = written.glob("*.json")
     results = br.load_results(path)
     assert path.stem == br.device_slug(results["device"])
     rows = {r["name"]: r for r in results["benchmarks"]}
@@ -213,5 +225,25 @@ def test_benchmarks_conftest_writes_results_and_readme(tmp_path, with_pytest_ben
     assert timed["group"] == "tiny" and timed["time_s"]["rounds"] == 3
     assert timed["extra_info"]["samples_per_s"] == pytest.approx(1000 / timed["time_s"]["median"])
     assert rows["test_count"]["time_s"] is None
-    readme = (bench_dir / "results" / "README.md").read_text()
+    readme = (written / "README.md").read_text()
     assert f"## {results['device']}" in readme and "saved 10 B/sample" in readme
+
+    # the closing summary: comparisons, the skip reasons counted, where the results went; 120 columns
+    out = done.stdout
+    assert "benchmark summary" in out and "1 of 3 cases skipped" in out
+    assert "   1 x Skipping non-benchmark (--benchmark-only active)." in out
+    assert f"wrote {path.relative_to(tmp_path)}" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    if with_pytest_benchmark:  # the timing table lists timings only, not the byte count
+        table = out.split("benchmark summary")[0].splitlines()
+        assert any(line.startswith("sum ") for line in table)
+        assert not any(line.startswith("count") for line in table)
+
+
+def test_closing_summary_pairs_each_figure_with_its_peer_and_target():
+    text = br.closing_summary(gpu_results(150_000.0))
+    line = next(r for r in text.splitlines() if r.startswith("MDAF (Triton)") and "BST 100k" in r)
+    assert line.split()[:7] == ["MDAF", "(Triton)", "train", "samples/s", "150k", "BST", "100k"]
+    assert "1.50x" in line and ">= 2.0x: MISS" in line
+    cpu = br.closing_summary({**gpu_results(), "device": "CPU X (1 thread)"})
+    assert "targets are set for GPUs only" in cpu and "MISS" not in cpu and "PASS" not in cpu

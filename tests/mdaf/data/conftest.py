@@ -7,17 +7,10 @@ from pathlib import Path
 import pytest
 
 from mdaf.data.reader import OFFICIAL_WINDOW
+from tests.data_location import real_sample_path
 
 T0 = OFFICIAL_WINDOW[0]  # 2017-11-25 00:00:00 UTC+8
 DAY = 86_400
-REAL_SAMPLE = (
-    Path(__file__).resolve().parents[3]
-    / ".."
-    / "shared"
-    / "data"
-    / "taobao_userbehavior"
-    / "userbehavior_head_815users.csv.gz"
-)
 
 
 def write_rows(path: Path, rows, *, trailing_newline: bool = True) -> Path:
@@ -29,9 +22,7 @@ def write_rows(path: Path, rows, *, trailing_newline: bool = True) -> Path:
 
 @pytest.fixture(scope="session")
 def real_sample() -> Path:
-    if not REAL_SAMPLE.is_file():
-        pytest.skip(f"real Taobao sample not present at {REAL_SAMPLE}")
-    return REAL_SAMPLE
+    return real_sample_path()
 
 
 @pytest.fixture(scope="session")

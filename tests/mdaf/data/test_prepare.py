@@ -79,3 +79,19 @@ def test_no_partial_entries_after_a_failure(tmp_path):
     except ValueError:
         pass
     assert [p.name for p in cache.iterdir()] == ["file_digests.json"]
+
+
+def test_statistics_json_records_what_the_reader_dropped(tmp_path):
+    bad = ["1,2,3,pv", "1,x,3,pv,5", "1,2,3,jump,5", "4,5,6,pv,later"]
+    out_of_window = [(1, 150, 1, "pv", T0 - 10 * DAY), (2, 150, 1, "pv", T0 - 9 * DAY)]
+    path = write_rows(tmp_path / "ub.csv", [*_rows(), *bad, *out_of_window])
+    prepared = prepare(path, PipelineConfig(), cache_dir=tmp_path / "cache")
+    prepared.save_stats(tmp_path / "stats.json")
+    dropped = json.loads((tmp_path / "stats.json").read_text())["stats"]["read"]["dropped"]
+    assert dropped["bad_lines"] == 4 and dropped["out_of_window"] == 2
+    assert {k: v for k, v in dropped["bad_lines_by_reason"].items() if v} == {
+        "column_count": 1,
+        "bad_id": 1,
+        "bad_behavior": 1,
+        "bad_timestamp": 1,
+    }

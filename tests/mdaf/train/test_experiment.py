@@ -1,6 +1,7 @@
 """End to end on tiny generated data through the command line: train, evaluate, report, reload, predict."""
 
 import contextlib
+import copy
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ import mdaf
 from mdaf.cli import main
 from mdaf.data import PipelineConfig, generate_synthetic, prepare
 from mdaf.train.metrics import auc
+from mdaf.train.report import CONSOLE_WIDTH, render_console
 from mdaf_kernels import backend
 
 TINY_MODEL = ["--set", "embed_dim=16", "--set", "mdaf.d_state=4", "--set", "mdaf.expand=1"]
@@ -95,6 +97,20 @@ def test_mdaf_beats_a_constant_predictor_and_reports_every_table(run):
         assert title in summary
     assert (run["out"] / "val_auc.png").stat().st_size > 0 and (run["out"] / "gate.png").stat().st_size > 0
     assert results["config"]["pipeline"]["max_len"] == 10 and results["config"]["train"]["batch_size"] == 256
+
+
+def test_console_tables_fit_a_terminal(run):
+    # the widest case: several seeds (mean ± std cells) and the longest model name
+    results = copy.deepcopy(run["results"])
+    results["models"]["mdaf-attn-fusion"] = results["models"].pop("dcnv2")
+    for model in results["models"].values():
+        model["summary"] = {k: {**v, "n": 3, "std": 0.0123} for k, v in model["summary"].items()}
+        model["runs"] = [{**model["runs"][0], "seed": seed, "best_epoch": 20} for seed in (0, 1, 2)]
+    text = render_console(results)
+    assert max(len(line) for line in text.splitlines()) <= CONSOLE_WIDTH
+    floors = results["floors"]
+    assert all(f"{name}: untrained, {floor['description']}" in text for name, floor in floors.items())
+    assert "  mdaf: " in text and "vs the best floor" in text
 
 
 def test_reload_and_predict_match_the_evaluation(run):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdaf.train.checkpoint import atomic_save, load_checkpoint, seed_everything
+from mdaf.train.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint, seed_everything
 from mdaf.train.config import TrainConfig
 from mdaf.train.trainer import Trainer, make_lr_lambda, smooth_targets
 from tests.mdaf.train.helpers import StandIn, tiny_split
@@ -91,7 +91,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
 
 def test_atomic_save_never_leaves_a_corrupt_file(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    atomic_save({"format": 1, "value": 1}, path)
+    atomic_save({"format": CHECKPOINT_FORMAT, "value": 1}, path)
 
     def broken_save(obj, handle):
         handle.write(b"half a checkpoint")
@@ -99,7 +99,7 @@ def test_atomic_save_never_leaves_a_corrupt_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save({"format": 1, "value": 2}, path)
+        atomic_save({"format": CHECKPOINT_FORMAT, "value": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path)["value"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
@@ -111,6 +111,29 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not an mdaf checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
+    # a pickled object would run code on load: weights_only refuses it
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": Exception("code")}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match="not a readable mdaf checkpoint"):
+        load_checkpoint(tmp_path / "pickled.pt")
+
+
+def test_checkpoints_hold_only_plain_values(tmp_path):
+    fit(config(epochs=1), out_dir=tmp_path)
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(tmp_path / name, weights_only=True)
+        assert state["format"] == CHECKPOINT_FORMAT and "model_state" in state
+
+
+def test_progress_lines_never_separate_a_row_from_its_header(capsys):
+    lines = []
+    seed_everything(0)
+    Trainer(StandIn(), config(epochs=2, progress=True), log=lines.append).fit(TRAIN, VALID)
+    rows = [i for i, line in enumerate(lines) if line.lstrip().startswith(("1 ", "2 "))]
+    assert len(rows) == 2
+    for i in rows:
+        assert lines[i - 1].split()[:2] == ["epoch", "train"]
+    progress = capsys.readouterr().err
+    assert "loss (running mean)" in progress and "up to 2 epochs" in lines[0]
 
 
 def test_schedule_and_smoothing():
