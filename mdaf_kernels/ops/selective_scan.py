@@ -24,6 +24,10 @@ d delta_bias) are written as fp32 partials per program and reduced afterwards in
 deterministic, no atomics. With ``LAST_ONLY`` the output gradient enters the adjoint once, at the
 row's last step.
 
+CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.selective_scan``, numba) when numba is
+installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
+``mdaf_kernels.reference.selective_scan`` (backend ``torch``); float64 always runs the PyTorch path.
+
 Padding: delta = 0 at a step leaves the state unchanged (exp(0) = 1, delta B u = 0), so zeroing the
 effective delta (after bias and softplus) at padded positions makes the valid outputs independent of
 left or right padding; ``mdaf_kernels.nn.Mamba`` does this from its ``mask`` argument.
@@ -444,6 +448,19 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _backend_for(u: torch.Tensor) -> backend.Backend:
+    """Where a call runs. The compiled CPU kernel computes in fp32, so float64 runs the PyTorch path."""
+    be = backend.select(u.device, "selective_scan_fn", cpu_kernel=True)
+    return "torch" if be == "cpu" and u.dtype == torch.float64 else be
+
+
+def _num_saved_checkpoints(u: torch.Tensor, store_checkpoints: bool) -> int:
+    """States the forward keeps for backward; the compiled CPU backward recomputes from the start."""
+    if not store_checkpoints or _backend_for(u) == "cpu":
+        return 0
+    return num_checkpoints(u.shape[2])
+
+
 # ----------------------------------------------------------------------------- torch.library ops
 @torch.library.custom_op("mdaf_kernels::selective_scan_fwd", mutates_args=())
 def selective_scan_fwd(
@@ -457,10 +474,18 @@ def selective_scan_fwd(
     ``out`` is (batch, dim, L), or (batch, dim) with ``last_only``. ``store_checkpoints`` False (no
     gradient will be asked for) skips the checkpoints: n_ckpt = 0.
     """
-    if backend.select(u.device, "selective_scan_fn") == "triton":
+    be = _backend_for(u)
+    if be == "triton":
         _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
         return _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state,
                            last_only, store_checkpoints)
+    if be == "cpu":
+        from mdaf_kernels.cpu.selective_scan import selective_scan_cpu_fwd
+
+        out, last_state = selective_scan_cpu_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus,
+                                                 return_last_state, last_only)
+        batch, dim, _, dstate, _ = _layout(u, A, B)
+        return out, last_state, u.new_empty(batch, 0, dim, dstate, dtype=torch.float32)
     out, last_state, ckpt = selective_scan_chunked_fwd(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, store_checkpoints, lengths=lengths,
         last_only=last_only)
@@ -476,7 +501,7 @@ def _(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_
     sdt = _state_dtype(u.dtype)
     out = u.new_empty(batch, dim) if last_only else torch.empty_like(u)
     last = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=sdt)
-    ckpt = u.new_empty((batch, num_checkpoints(seqlen) if store_checkpoints else 0, dim, dstate), dtype=sdt)
+    ckpt = u.new_empty((batch, _num_saved_checkpoints(u, store_checkpoints), dim, dstate), dtype=sdt)
     return out, last, ckpt
 
 
@@ -495,13 +520,18 @@ def selective_scan_bwd(
     dout = dout.contiguous()
     if dlast_state is not None:
         dlast_state = dlast_state.contiguous()
-    if backend.select(u.device, "selective_scan_fn") == "triton":
-        _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
-        bwd = _triton_bwd
+    be = _backend_for(u)
+    if be == "cpu":
+        from mdaf_kernels.cpu.selective_scan import selective_scan_cpu_bwd
+
+        grads = selective_scan_cpu_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, lengths,
+                                       delta_softplus, last_only)
     else:
-        bwd = selective_scan_chunked_bwd
-    grads = bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus,
-                lengths=lengths, last_only=last_only)
+        if be == "triton":
+            _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
+        bwd = _triton_bwd if be == "triton" else selective_scan_chunked_bwd
+        grads = bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus,
+                    lengths=lengths, last_only=last_only)
     return tuple(u.new_empty(0) if g is None else g for g in grads)
 
 
@@ -524,7 +554,7 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.delta_softplus = delta_softplus
     ctx.return_last_state = return_last_state
     ctx.last_only = last_only
-    ctx.backend = backend.select(u.device, "selective_scan_fn")
+    ctx.backend = _backend_for(u)
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, lengths, output[2])
     ctx.mark_non_differentiable(output[2])
 
