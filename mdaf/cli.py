@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mdaf.train.threads import bound_openmp_spinning
+
 DEFAULT_CACHE_DIR = os.environ.get("MDAF_CACHE_DIR", ".cache/mdaf")
 DEFAULT_MODELS = ("mdaf", "bst")
 # CPU defaults: the default run (generated data, MDAF and BST) in a few minutes on 2 cores
@@ -529,12 +531,14 @@ COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "evaluate": cmd_evaluate
 
 def main(argv: Sequence[str] | None = None, prog: str = "mdaf") -> int:
     """``mdaf COMMAND ...``; returns the exit status (2 for a bad argument, 1 for a bad file or value)."""
+    bound_openmp_spinning()  # before torch is imported
     parser = build_parser(prog)
     return _run(parser, parser.parse_args(argv), prog)
 
 
 def main_train(argv: Sequence[str] | None = None, prog: str = "train_taobao.py") -> int:
     """``mdaf train`` as a standalone command (the example script)."""
+    bound_openmp_spinning()  # before torch is imported
     parser = argparse.ArgumentParser(prog=prog, description=TRAIN_DESCRIPTION, formatter_class=HELP_FORMAT)
     add_train_arguments(parser)
     args = parser.parse_args(argv)

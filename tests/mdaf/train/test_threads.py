@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -79,3 +84,19 @@ def test_available_cpus_rounds_a_quota_down(monkeypatch):
     assert threads.available_cpus() == 1
     monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
     assert threads.available_cpus() == 4
+
+
+def test_openmp_spinning_is_bounded_unless_a_wait_policy_is_set(monkeypatch):
+    assert threads.openmp_wait_env({}) == {"GOMP_SPINCOUNT": "10000"}
+    assert threads.openmp_wait_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {}
+    assert threads.openmp_wait_env({"GOMP_SPINCOUNT": "300000"}) == {}
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    threads.bound_openmp_spinning()
+    assert os.environ["GOMP_SPINCOUNT"] == "10000"
+
+
+def test_the_command_line_imports_no_torch_before_bounding_openmp():
+    # OpenMP reads its wait policy when torch loads it: the entry points must set it first.
+    code = "import sys, mdaf.cli; assert 'torch' not in sys.modules, 'mdaf.cli imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
