@@ -1,6 +1,8 @@
 """Whole-model benchmark cases, plain functions without pytest (bench_models.py and
 bench_activation_memory.py build on them). ``python benchmarks/model_cases.py`` times them without
-pytest (what gpu_check falls back to on a machine without pytest) and writes the results file.
+pytest (what gpu_check falls back to on a machine without pytest) and writes the results file;
+``python benchmarks/model_cases.py --under-load`` prints, as JSON, an MDAF training step's time on
+CPU alone and beside a competing CPU-bound process (``train_step_under_load``).
 
 Configuration (the same for every model):
 
@@ -35,7 +37,9 @@ context variable set in the calling thread.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -345,7 +349,51 @@ def mdaf_bst_ratios(records: list[dict]) -> list[str]:
     return lines
 
 
-def main() -> int:
+# The competing process of the under-load case: one CPU-bound Python loop.
+BUSY_LOOP = "while True: pass"
+UNDER_LOAD_FLAG = "--under-load"
+
+
+def median_step_seconds(fn: Callable[[], None], steps: int) -> float:
+    return bench_results.time_stats(bench_results.time_calls(fn, torch.device("cpu"), rounds=steps,
+                                                             warmup_rounds=0))["median"]
+
+
+def train_step_under_load(model_name: str = "mdaf", batch: int = 512, steps: int = 3) -> dict:
+    """Median training-step seconds on CPU alone and beside one CPU-bound process, with the thread count
+    the trainer picks (mdaf.train.threads), and the slowdown a fair share of the cores would explain.
+
+    With ``t`` threads and one competitor on ``c`` cores, each runnable thread gets ``c / (t + 1)`` of a
+    core once ``t + 1 > c``: the proportional slowdown is ``(t + 1) / c`` (1.5x for 2 threads on 2 cores).
+    """
+    from mdaf.train.threads import available_cpus, set_num_threads
+
+    threads, source = set_num_threads()
+    device = torch.device("cpu")
+    variant = Variant(model_name, "default", None)
+    model = build(variant, device)
+    fn = train_step_fn(variant, model, make_batch(META, batch, device))
+    fn()  # compilation (or the compiled-code cache) and the optimizer state, untimed
+    alone = median_step_seconds(fn, steps)
+    competitor = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        loaded = median_step_seconds(fn, steps)
+    finally:
+        competitor.kill()
+        competitor.wait()
+    cores = available_cpus()
+    return {
+        "model": model_name, "batch": batch, "threads": threads, "threads_source": source, "cores": cores,
+        "alone_s": alone, "loaded_s": loaded, "slowdown": loaded / alone,
+        "proportional_slowdown": max(1.0, (threads + 1) / cores),
+        "openmp_wait": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if argv == [UNDER_LOAD_FLAG]:
+        print(json.dumps(train_step_under_load()))
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     records = []
     for variant in TIMED_VARIANTS:
@@ -369,4 +417,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
