@@ -88,6 +88,18 @@ def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.cons
 
 
 @triton.jit
+def _readout(b_h, b_C, b_u, b_D, z_ptrs, m_z, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """[BD] output of one step: (C . h + D u) * silu(z)."""
+    b_y = tl.sum(b_h * b_C[None, :], axis=1)
+    if HAS_D:
+        b_y += b_D * b_u
+    if HAS_Z:
+        b_z = tl.load(z_ptrs, mask=m_z, other=0.0).to(tl.float32)
+        b_y *= b_z * tl.sigmoid(b_z)
+    return b_y
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
@@ -120,6 +132,8 @@ def _selective_scan_fwd_kernel(
     b_A = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634
     if HAS_D:
         b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    else:
+        b_D = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
     if HAS_DELTA_BIAS:
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
 
@@ -158,12 +172,7 @@ def _selective_scan_fwd_kernel(
         b_h = tl.exp2(b_dt[:, None] * b_A) * b_h + (b_dt * b_u)[:, None] * b_B[None, :]
         if not LAST_ONLY:
             b_C = tl.load(C_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-            b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
-            if HAS_D:
-                b_y += b_D * b_u
-            if HAS_Z:
-                b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
-                b_y *= b_z * tl.sigmoid(b_z)
+            b_y = _readout(b_h, b_C, b_u, b_D, z_ptr + p_row + t, m_d, HAS_D, HAS_Z)
             tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
         # Checkpoint k holds the state entering chunk k + 1, for the backward's recomputation.
         i_k = (t + 1) // CHUNK_T - 1
@@ -175,12 +184,7 @@ def _selective_scan_fwd_kernel(
         m_dl = m_d & (o_d * 0 + t_last >= 0)  # [BD] (a tensor even when n_steps is a plain int)
         b_u = tl.load(u_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)  # [BD]
         b_C = tl.load(C_ptr + p_n + t_last, mask=m_n & (o_n * 0 + t_last >= 0), other=0.0).to(tl.float32)
-        b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
-        if HAS_D:
-            b_y += b_D * b_u
-        if HAS_Z:
-            b_z = tl.load(z_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)
-            b_y *= b_z * tl.sigmoid(b_z)
+        b_y = _readout(b_h, b_C, b_u, b_D, z_ptr + p_row + t_last, m_dl, HAS_D, HAS_Z)
         tl.store(out_ptr + o_d, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
     if STORE_LAST_STATE:
         tl.store(last_state_ptr + o_dn, b_h, mask=m_dn)

@@ -3,6 +3,7 @@ vs the float64 oracle."""
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 import warnings
@@ -331,6 +332,18 @@ def test_cpu_exp_relative_error_is_below_2e_7():
     assert np.all((out[:tiny.size] >= 0) & (out[:tiny.size] < 2e-38))
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 MXCSR flags")
+def test_cpu_kernel_flushes_subnormals_and_restores_the_thread_state(seeded):
+    """A state of about 1e-39 (subnormal) is flushed to 0 inside the kernel (subnormal arithmetic is
+    ~100x slower on x86), and the calling thread computes subnormals again afterwards."""
+    ins = make_inputs(2, 4, 3, 2, torch.float32, has_z=False, has_bias=False, gen=seeded)
+    ins.update(u=torch.full((2, 4, 3), 1e-20), delta=torch.ones(2, 4, 3), B=torch.full((2, 2, 3), 1e-19))
+    with backend.use(runnable("cpu")):
+        _, last = selective_scan_fn(**ins, return_last_state=True)
+    assert torch.equal(last, torch.zeros_like(last))
+    assert np.float32(1e-38) * np.float32(0.01) > 0, "the calling thread was left flushing subnormals"
+
+
 @pytest.fixture
 def numba_missing(monkeypatch):
     """Simulate an environment without numba (auto backend, no interpreter)."""
@@ -375,7 +388,8 @@ def test_float64_on_triton_raises(seeded):
         selective_scan_fn(**ins)
 
 
-def test_compiles_fullgraph(seeded):
+@pytest.mark.parametrize("be", CPU_BACKENDS)
+def test_compiles_fullgraph(be, seeded):
     """No graph break through the custom ops, forward and backward. aot_eager traces exactly what
     inductor would (fake kernels, autograd registration) without its CPU codegen (~1 min here)."""
     ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
@@ -385,7 +399,7 @@ def test_compiles_fullgraph(seeded):
         out, last = selective_scan_fn(**kw, delta_softplus=True, return_last_state=True)
         return out.sum() + last.sum()
 
-    with backend.use("torch"):
+    with backend.use(runnable(be)):
         eager = f(**leaves)
         (g_eager,) = torch.autograd.grad(eager, [leaves["A"]])
         compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(**leaves)
