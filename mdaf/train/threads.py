@@ -1,7 +1,7 @@
 """How many CPU threads training uses: the CPUs this process may actually run on.
 
-torch's default is the number of physical cores of the whole host, whatever the process's CPU
-affinity or its container's CPU quota says. With more threads than CPUs, every parallel op waits at
+torch's default thread count does not read a container's CPU quota (and, taken from the host's core
+count, can exceed the CPUs the process may use). With more threads than CPUs, every parallel op waits at
 its closing barrier for a thread that is not running, and a training step made of many small ops
 slows down far beyond the CPU share it lost (the issue behind this module measured 20x). So the
 default here is the CPUs the process can really use: the physical cores in its affinity mask,
