@@ -100,3 +100,30 @@ def test_the_command_line_imports_no_torch_before_bounding_openmp():
     # OpenMP reads its wait policy when torch loads it: the entry points must set it first.
     code = "import sys, mdaf.cli; assert 'torch' not in sys.modules, 'mdaf.cli imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
+
+
+@pytest.mark.parametrize("requested", [1, None])
+def test_trainer_sets_the_chosen_thread_count(requested, monkeypatch):
+    from mdaf.train.config import TrainConfig
+    from mdaf.train.trainer import Trainer
+    from tests.mdaf.train.helpers import StandIn
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 1)  # what the trainer must pick by default
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = TrainConfig(device="cpu", progress=False, num_threads=requested)
+        Trainer(StandIn(), config, log=lambda _: None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_num_threads_flag_reaches_the_training_config():
+    from mdaf.cli import build_parser, dataclass_from_args
+    from mdaf.train.config import TrainConfig
+
+    args = build_parser().parse_args(["train", "--num-threads", "3"])
+    assert dataclass_from_args(TrainConfig, args, "train_").num_threads == 3
