@@ -1,11 +1,13 @@
 """Whole-model benchmark cases, plain functions without pytest (bench_models.py and
 bench_activation_memory.py build on them). ``python benchmarks/model_cases.py`` times them without
-pytest (what gpu_check falls back to on a machine without pytest) and writes the results file.
+pytest (what gpu_check falls back to on a machine without pytest) and writes the results file;
+``python benchmarks/model_cases.py --under-load`` prints, as JSON, an MDAF training step's time on
+CPU alone and beside a competing CPU-bound process (``train_step_under_load``).
 
 Configuration (the same for every model):
 
-- the paper's: batch 2048, history length L = 50, embedding width D = 64, each model at its paper
-  defaults (``mdaf.models.build_model(name, meta)``);
+- the paper's: batch 2048 (on a CPU also 512, the CPU training default), history length L = 50,
+  embedding width D = 64, each model at its paper defaults (``mdaf.models.build_model(name, meta)``);
 - vocabularies of a Taobao UserBehavior sample of about one million behaviours: 10,000 users
   (UserBehavior averages about 100 behaviours per user), 350,000 items, 6,000 categories. The
   embedding tables (about 23M parameters) are shared in size by all models, so they add the same
@@ -18,11 +20,15 @@ Configuration (the same for every model):
   inference is a forward pass under ``torch.inference_mode`` in eval mode.
 
 Variants: ``mdaf/triton`` (the Triton kernels; CUDA only, interpreter timings are never reported),
+``mdaf/cpu`` (the compiled CPU kernels, numba: what a CPU runs by default when numba is installed),
 ``mdaf/reference`` (the PyTorch reference ops, eager: the custom ops with their reference forward and
-memory-lean backward), ``mdaf/compile`` (the plain reference functions, without the custom ops, under
+memory-lean backward; on a CPU at the paper's batch only, the figure the compiled kernels are
+compared with), ``mdaf/compile`` (the plain reference functions, without the custom ops, under
 ``torch.compile``: what the compiler alone makes of a pure-PyTorch MDAF, the baseline a hand-written
 kernel must beat), ``bst/eager``, and, for the saved-activation count only, ``mdaf/autograd`` (the
 plain reference functions differentiated by autograd: what a pure-PyTorch MDAF keeps for backward).
+Compilation (numba's, cached on disk, or torch.compile's) happens in the untimed first calls; their
+seconds are recorded with each row as ``first_calls_s``, so a cold cache's cost is reported too.
 The backend is chosen with the ``MDAF_KERNELS_BACKEND`` environment variable rather than
 ``backend.use(...)``: autograd runs CUDA backward passes on its own threads, which do not see a
 context variable set in the calling thread.
@@ -31,8 +37,11 @@ context variable set in the calling thread.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +50,16 @@ import torch
 
 from mdaf.models import build_model
 from mdaf.schema import DatasetMeta
-from mdaf_kernels.backend import ENV_VAR
+from mdaf_kernels.backend import ENV_VAR, cpu_compiler_available
 from mdaf_kernels.tools import bench_results
 from mdaf_kernels.tools.memory import PeakMemory, count_saved_tensors
 
 META = DatasetMeta(num_users=10_000, num_items=350_000, num_categories=6_000, max_len=50)
 PAPER_BATCH = 2048
-# The paper's batch on a CPU too, though a training step then takes seconds: at small batches the AdamW
-# step over the embedding tables dominates and hides the models' difference. MDAF_BENCH_CPU_BATCH
-# overrides it for a quick look.
-CPU_BATCH = int(os.environ.get("MDAF_BENCH_CPU_BATCH", str(PAPER_BATCH)))
+# On a CPU the paper's batch and the CPU training default (mdaf.cli). MDAF_BENCH_CPU_BATCH (one size)
+# overrides them for a quick look.
+# The paper's batch first: a results table pairing rows by model and mode alone then pairs those.
+CPU_BATCHES = tuple(int(b) for b in os.environ.get("MDAF_BENCH_CPU_BATCH", f"{PAPER_BATCH},512").split(","))
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class Variant:
 
 VARIANTS = (
     Variant("mdaf", "triton", "triton"),
+    Variant("mdaf", "cpu", "cpu"),
     Variant("mdaf", "reference", "torch"),
     Variant("mdaf", "compile", "torch"),
     Variant("bst", "eager", None),
@@ -76,16 +86,22 @@ VARIANTS_BY_ID = {v.id: v for v in VARIANTS}
 TIMED_VARIANTS = tuple(v for v in VARIANTS if v.variant != "autograd")
 
 
-def batch_size(device: torch.device) -> int:
-    return PAPER_BATCH if device.type == "cuda" else CPU_BATCH
+def batch_sizes(device: torch.device) -> tuple[int, ...]:
+    return (PAPER_BATCH,) if device.type == "cuda" else CPU_BATCHES
 
 
-def skip_reason(variant: Variant, device: torch.device) -> str | None:
-    """Why a variant is not measured on ``device`` (None: it is)."""
+def skip_reason(variant: Variant, device: torch.device, batch: int | None = None) -> str | None:
+    """Why a variant is not measured on ``device`` at ``batch`` (None: it is)."""
     if variant.variant == "triton" and device.type != "cuda":
         return "Triton rows need a CUDA device: interpreter timings are not reported"
     if variant.variant == "compile" and device.type != "cuda":
         return "torch.compile on CPU spends minutes building C++ kernels for the unrolled scan; GPU only"
+    if variant.variant == "cpu" and device.type != "cpu":
+        return "the compiled CPU kernels run on CPU tensors only"
+    if variant.variant == "cpu" and not cpu_compiler_available():
+        return "the compiled CPU kernels need numba (pip install -e \".[cpu]\")"
+    if variant.variant == "reference" and device.type == "cpu" and batch not in (None, PAPER_BATCH):
+        return "the PyTorch reference path is timed at the paper's batch only (it takes seconds per step)"
     return None
 
 
@@ -250,25 +266,28 @@ def activation_bytes_per_sample(variant: Variant, device: torch.device, batches:
     return {"activation_bytes_per_sample": per_sample, "counted_at": [small, large]}
 
 
-def prepare_case(variant: Variant, mode: str, device: torch.device) -> tuple[Callable[[], None], int, dict]:
+def prepare_case(
+    variant: Variant, mode: str, device: torch.device, batch: int
+) -> tuple[Callable[[], None], int, dict]:
     """Build the model and its step and make the untimed first calls; call inside ``variant_context``.
 
     Compilation, autotuning and the optimizer's state happen in the first calls, so they are neither
     timed nor counted in a peak measured afterwards (steady-state training memory). Returns the step,
     the batch size and the row's ``extra_info``.
     """
-    batch = batch_size(device)
     model = build(variant, device)
     fn = MODES[mode](variant, model, make_batch(META, batch, device))
+    start = time.perf_counter()
     for _ in range(2 if variant.variant == "compile" else 1):
         fn()
-    info = {"model": variant.model, "variant": variant.variant, "mode": mode, "seq_len": META.max_len}
+    info = {"model": variant.model, "variant": variant.variant, "mode": mode, "seq_len": META.max_len,
+            "first_calls_s": time.perf_counter() - start}
     return fn, batch, {**info, **parameter_counts(model)}
 
 
 @contextlib.contextmanager
 def model_case(
-    variant: Variant, mode: str, device: torch.device
+    variant: Variant, mode: str, device: torch.device, batch: int
 ) -> Iterator[tuple[Callable[[], None], int, dict]]:
     """``prepare_case`` inside the variant's context; yields (step, batch, extra_info).
 
@@ -278,7 +297,7 @@ def model_case(
     keep their model alive, are dropped so that later rows do not count their memory.
     """
     with variant_context(variant), PeakMemory(device) as case_memory:
-        fn, batch, info = prepare_case(variant, mode, device)
+        fn, batch, info = prepare_case(variant, mode, device, batch)
         yield fn, batch, info
     if device.type == "cpu":
         info["peak_rss_added_bytes"] = case_memory.added_bytes
@@ -286,9 +305,14 @@ def model_case(
         torch._dynamo.reset()
 
 
-def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 5) -> dict:
+def case_name(variant: Variant, mode: str, batch: int) -> str:
+    """bench_models.py's test id of a case."""
+    return f"test_model[{variant.id}-{mode}-{batch}]"
+
+
+def measure(variant: Variant, mode: str, device: torch.device, batch: int, *, rounds: int = 5) -> dict:
     """Time one case outside pytest: the results row bench_models.py would write."""
-    with model_case(variant, mode, device) as (fn, batch, info), PeakMemory(device) as memory:
+    with model_case(variant, mode, device, batch) as (fn, batch, info), PeakMemory(device) as memory:
         times = bench_results.time_calls(fn, device, rounds=rounds)
     time_s = bench_results.time_stats(times)
     memory_key = "peak_memory_bytes" if device.type == "cuda" else "peak_rss_bytes"
@@ -299,28 +323,90 @@ def measure(variant: Variant, mode: str, device: torch.device, *, rounds: int = 
         batch=batch,
         samples_per_s=batch / time_s["median"],
     )
-    name = f"test_model[{variant.id}-{mode}]"
+    name = case_name(variant, mode, batch)
     return bench_results.make_record(
         f"benchmarks/bench_models.py::{name}",
         name,
         f"model-{mode}",
-        {"variant_id": variant.id, "mode": mode},
+        {"variant_id": variant.id, "mode": mode, "batch": batch},
         time_s,
         info,
     )
 
 
-def main() -> int:
+def mdaf_bst_ratios(records: list[dict]) -> list[str]:
+    """MDAF's throughput over BST's per MDAF variant, mode and batch, from rows of one run."""
+    rows = {}
+    for record in records:
+        info = record["extra_info"]
+        rows[(info["model"], info["variant"], info["mode"], info["batch"])] = info["samples_per_s"]
+    lines = []
+    for (model, variant, mode, batch), samples_per_s in rows.items():
+        bst = rows.get(("bst", "eager", mode, batch))
+        if model == "mdaf" and bst:
+            lines.append(f"MDAF ({variant}) / BST, {mode}, batch {batch}: {samples_per_s:,.0f} / {bst:,.0f} "
+                         f"samples/s = {samples_per_s / bst:.2f}x")
+    return lines
+
+
+# The competing process of the under-load case: one CPU-bound Python loop.
+BUSY_LOOP = "while True: pass"
+UNDER_LOAD_FLAG = "--under-load"
+
+
+def median_step_seconds(fn: Callable[[], None], steps: int) -> float:
+    return bench_results.time_stats(bench_results.time_calls(fn, torch.device("cpu"), rounds=steps,
+                                                             warmup_rounds=0))["median"]
+
+
+def train_step_under_load(model_name: str = "mdaf", batch: int = 512, steps: int = 3) -> dict:
+    """Median training-step seconds on CPU alone and beside one CPU-bound process, with the thread count
+    the trainer picks (mdaf.train.threads), and the slowdown a fair share of the cores would explain.
+
+    With ``t`` threads and one competitor on ``c`` cores, each runnable thread gets ``c / (t + 1)`` of a
+    core once ``t + 1 > c``: the proportional slowdown is ``(t + 1) / c`` (1.5x for 2 threads on 2 cores).
+    """
+    from mdaf.train.threads import available_cpus, set_num_threads
+
+    threads, source = set_num_threads()
+    device = torch.device("cpu")
+    variant = Variant(model_name, "default", None)
+    model = build(variant, device)
+    fn = train_step_fn(variant, model, make_batch(META, batch, device))
+    fn()  # compilation (or the compiled-code cache) and the optimizer state, untimed
+    alone = median_step_seconds(fn, steps)
+    competitor = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        loaded = median_step_seconds(fn, steps)
+    finally:
+        competitor.kill()
+        competitor.wait()
+    cores = available_cpus()
+    return {
+        "model": model_name, "batch": batch, "threads": threads, "threads_source": source, "cores": cores,
+        "alone_s": alone, "loaded_s": loaded, "slowdown": loaded / alone,
+        "proportional_slowdown": max(1.0, (threads + 1) / cores),
+        "openmp_wait": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if argv == [UNDER_LOAD_FLAG]:
+        print(json.dumps(train_step_under_load()))
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     records = []
     for variant in TIMED_VARIANTS:
-        reason = skip_reason(variant, device)
-        for mode in MODES:
-            if reason:
-                print(f"SKIPPED {variant.id}-{mode}: {reason}")
-                continue
-            records.append(measure(variant, mode, device))
-            print(f"{variant.id}-{mode}: {records[-1]['time_s']['median'] * 1e3:.2f} ms")
+        for batch in batch_sizes(device):
+            reason = skip_reason(variant, device, batch)
+            for mode in MODES:
+                if reason:
+                    print(f"SKIPPED {variant.id}-{mode}-{batch}: {reason}")
+                    continue
+                records.append(measure(variant, mode, device, batch))
+                median_ms = records[-1]["time_s"]["median"] * 1e3
+                print(f"{variant.id}-{mode}-{batch}: {median_ms:.2f} ms", flush=True)
+    print("\n".join(mdaf_bst_ratios(records)))
     results_dir = Path(__file__).resolve().parent / "results"
     repo = results_dir.parents[1]
     path = bench_results.write_results(
@@ -331,4 +417,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mdaf.train.threads import bound_openmp_spinning
+
 DEFAULT_CACHE_DIR = os.environ.get("MDAF_CACHE_DIR", ".cache/mdaf")
 DEFAULT_MODELS = ("mdaf", "bst")
 # CPU defaults: the default run (generated data, MDAF and BST) in a few minutes on 2 cores
 CPU_DEFAULT_EPOCHS = 2
-CPU_DEFAULT_THREADS = 2
 CPU_DEFAULT_TRAIN_SAMPLES = 16_000
 CPU_TRAIN_DEFAULTS = {"batch_size": 512, "lr": 1e-3, "train_eval_samples": 4_000}
 
@@ -48,10 +49,7 @@ PIPELINE_HELP = {
 }
 TRAIN_FLAGS_HANDLED_APART = ("epochs", "seed", "device", "progress")
 # shown in --help beside the paper's defaults
-CPU_DEFAULTS_HELP = {
-    **{k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in CPU_TRAIN_DEFAULTS.items()},
-    "num_threads": f"{CPU_DEFAULT_THREADS} (at most the cores torch sees)",
-}
+CPU_DEFAULTS_HELP = {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in CPU_TRAIN_DEFAULTS.items()}
 PIPELINE_CPU_DEFAULTS_HELP = {"max_train_samples": f"{CPU_DEFAULT_TRAIN_SAMPLES} for the generated data"}
 
 
@@ -426,7 +424,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
 
     from mdaf.data import PipelineConfig
     from mdaf.models import list_models
@@ -461,8 +458,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         cpu = {k: v for k, v in CPU_TRAIN_DEFAULTS.items() if getattr(args, f"train_{k}") is None}
         if args.epochs is None:
             cpu["epochs"] = CPU_DEFAULT_EPOCHS
-        if args.train_num_threads is None and "WORLD_SIZE" not in os.environ:
-            cpu["num_threads"] = min(CPU_DEFAULT_THREADS, torch.get_num_threads())
         if args.data is None and args.pipeline_max_train_samples is None:
             pipeline_fixed["max_train_samples"] = CPU_DEFAULT_TRAIN_SAMPLES
             notes.append(
@@ -690,6 +685,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None, prog: str = "mdaf") -> int:
     """``mdaf COMMAND ...``; returns the exit status (2 for anything the user gave wrong)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    bound_openmp_spinning()  # before torch is imported
     # build only the chosen command's options: the others would import torch for nothing
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(prog, commands=[chosen] if chosen in COMMAND_HELP else [])
@@ -699,6 +695,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mdaf") -> int:
 
 def main_train(argv: Sequence[str] | None = None, prog: str = "train_taobao.py") -> int:
     """``mdaf train`` as a standalone command (the example script)."""
+    bound_openmp_spinning()  # before torch is imported
     parser = argparse.ArgumentParser(prog=prog, description=TRAIN_DESCRIPTION, formatter_class=HELP_FORMAT)
     add_train_arguments(parser)
     args = parser.parse_args(argv)

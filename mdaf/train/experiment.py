@@ -32,6 +32,7 @@ from mdaf.train.distributed import init_distributed, resolve_device
 from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores
 from mdaf.train.metrics import auc, gauc
 from mdaf.train.report import RESULTS_FILE, render_console, write_report
+from mdaf.train.threads import set_num_threads
 from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
 GATE_BINS = 50
@@ -181,6 +182,7 @@ def run_experiment(
     data_path = str(Path(data_path).resolve()) if data_path is not None else None
     id_maps = prepared.id_maps.to_dict() if getattr(prepared, "id_maps", None) is not None else None
     start = time.perf_counter()
+    threads, threads_source = set_num_threads(train_config.num_threads)  # before the environment is recorded
     train, valid, meta = prepared.train, prepared.valid, prepared.meta
     labels = np.asarray(valid["label"], dtype=np.float64)
     users = np.asarray(valid["user"])
@@ -189,7 +191,7 @@ def run_experiment(
         "name": name or out_dir.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "note": note,
-        "environment": machine_description(),
+        "environment": {**machine_description(), "torch_threads_source": threads_source},
         "reference_model": models[0],
         "config": {
             "train": train_config.to_dict(),
@@ -214,6 +216,7 @@ def run_experiment(
         "significance": [],
     }
     say(f"train config: {train_config.to_dict()}")
+    say(f"CPU threads: {threads} ({threads_source})")
 
     floors = floor_scores(train, valid)
     for floor_name, scores in floors.items():
