@@ -38,7 +38,7 @@ import torch
 from conftest import REPO_ROOT, hbm_bandwidth, record_measurement, run_benchmark, skip_unless_triton_runs
 
 from mdaf_kernels import backend
-from mdaf_kernels.ops.selective_scan import BWD_BLOCK_D, selective_scan_fn
+from mdaf_kernels.ops.selective_scan import selective_scan_fn
 from mdaf_kernels.reference.selective_scan import num_checkpoints, selective_scan_ref
 from mdaf_kernels.tools.memory import PeakMemory, count_saved_tensors
 
@@ -81,10 +81,11 @@ def kernel_traffic(batch, length, esize, mode) -> tuple[int, int]:
     fwd_exps = bdl * DSTATE
     if mode == "forward":
         return fwd_bytes, fwd_exps
-    n_dblocks = DIM // BWD_BLOCK_D
-    # Backward: u, delta, z, dout, B, C, checkpoints in; du, ddelta, dz, dB/dC/dA partials out (and summed).
-    partials = 2 * (2 * 4 * batch * n_dblocks * DSTATE * length) + 2 * 4 * bdn  # written, then read to sum
-    bwd_bytes = esize * (7 * bdl + 2 * bnl) + ckpt + partials
+    # Backward: u, delta, z, dout, B, C, checkpoints in; du, ddelta, dz out; dB/dC summed by the kernel
+    # in fp32 (cast afterwards for 16-bit I/O); dA partials written, then read to sum.
+    dbc = 2 * 4 * bnl + (0 if esize == 4 else 2 * (4 + esize) * bnl)
+    partials = 2 * 4 * bdn
+    bwd_bytes = esize * (7 * bdl + 2 * bnl) + ckpt + dbc + partials
     return fwd_bytes + bwd_bytes, fwd_exps + 2 * bdl * DSTATE
 
 

@@ -16,10 +16,12 @@ boundary (none when L <= CHUNK): the only thing kept for backward besides the in
 ``HAS_LENGTHS`` a program stops at its row's length (the host zero-fills the outputs after it); with
 ``LAST_ONLY`` it stores no per-step output, only one readout of the final state at the last step.
 
-Backward kernel: the same programs walk the chunks from last to first with the CHUNK time steps in
-registers and loop over the N states: recompute h over the chunk with an associative scan started
-from the checkpoint, run the adjoint ``dh_t = exp(delta_{t+1} A) dh_{t+1} + C_t dy_t`` as a reverse
-scan, and accumulate the per-channel gradients. Sums over channels (dB, dC) and over batch (dA, dD,
+Backward kernel: one program per (batch element, B/C group) walks the group's channel blocks in
+turn; for each it walks the chunks from last to first with the CHUNK time steps in registers and
+loops over the N states: recompute h over the chunk with an associative scan started from the
+checkpoint, run the adjoint ``dh_t = exp(delta_{t+1} A) dh_{t+1} + C_t dy_t`` as a reverse scan,
+and accumulate the per-channel gradients. The program sums dB and dC over its channels itself (each
+block adds its share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD,
 d delta_bias) are written as fp32 partials per program and reduced afterwards in torch:
 deterministic, no atomics. With ``LAST_ONLY`` the output gradient enters the adjoint once, at the
 row's last step.
@@ -60,8 +62,9 @@ LOG2E = math.log2(math.e)
 FAST_MATH = tl.constexpr(not backend.interpreter_active())
 # The forward runs one thread per channel: up to 128 channels (4 warps) per program.
 FWD_BLOCK_D = 128
-# The backward's channel block: 32 channels halve the dB/dC partials of 16 (and 250 registers on
-# sm_90 still do not spill; 64 channels or 8 warps bound higher in the cost model).
+# The backward's channel block, walked in turn by one program per row: 32 channels on 4 warps keep 8
+# elements of each (channel, time) tile per thread without spilling (16 channels or 8 warps bound
+# higher in the cost model, 2 warps spill).
 BWD_BLOCK_D = 32
 BWD_NUM_WARPS = 4
 
@@ -255,8 +258,8 @@ def _selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     dout_ptr, dlast_ptr, ckpt_ptr,
     du_ptr, ddelta_ptr, dz_ptr,
-    dA_part_ptr, dB_part_ptr, dC_part_ptr, dD_part_ptr, dbias_part_ptr,
-    dim, seqlen, dstate, heads, n_ckpt, n_dblocks,
+    dA_part_ptr, dB_ptr, dC_ptr, dD_part_ptr, dbias_part_ptr,
+    dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks,
     stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
@@ -270,23 +273,16 @@ def _selective_scan_bwd_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
+    # One program per (batch element, group of B/C): it walks the group's n_dblocks channel blocks
+    # one after the other, so it alone sums dB and dC over the group's channels (no partials).
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
-    i_b, i_d = tl.program_id(0) // n_dblocks, tl.program_id(0) % n_dblocks
+    i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
     i_b64 = i_b.to(tl.int64)
-    o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
     o_n = tl.arange(0, BLOCK_N)  # [BN]
     o_c = tl.arange(0, CHUNK_T)  # [BT] position inside the chunk
-    m_d = o_d < dim
-    m_dn = m_d[:, None] & (o_n < dstate)[None, :]
-    i_g = (i_d * BLOCK_D) // heads
     if INT64_OFFSETS:  # offsets inside one batch element (channel x time, checkpoints) in 64 bits
-        o_d = o_d.to(tl.int64)
         o_c = o_c.to(tl.int64)
 
-    if HAS_D:
-        b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-    if HAS_DELTA_BIAS:
-        b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
     # 64-bit batch offsets in the scalar base pointers.
     p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, the full dout and the gradients
     u_ptr += p_bdl
@@ -300,130 +296,147 @@ def _selective_scan_bwd_kernel(
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
-    p_part = (i_b64 * n_dblocks + i_d) * dstate * seqlen  # offset of (b, d-block, 0, 0) in dB/dC partials
     B_ptr += i_b64 * stride_Bb + i_g * stride_Bg
     C_ptr += i_b64 * stride_Cb + i_g * stride_Cg
-    dB_part_ptr += p_part
-    dC_part_ptr += p_part
+    p_bc = (i_b64 * groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in dB and dC
+    dB_ptr += p_bc
+    dC_ptr += p_bc
     ckpt_ptr += i_b64 * n_ckpt * dim * dstate
     dlast_ptr += i_b64 * dim * dstate
     dA_part_ptr += i_b64 * dim * dstate
     dD_part_ptr += i_b64 * dim
     dbias_part_ptr += i_b64 * dim
-    o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
-
-    # carry[:, n] = exp(delta_{t+1} A) dh_{t+1} at the first step t+1 of the chunk processed last;
-    # it enters the adjoint at the last step of the current chunk. At the end of the sequence it is
-    # the gradient of the last state.
-    if HAS_DLAST:
-        b_carry = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)  # [BD, BN]
-    else:
-        b_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
-    b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
-    b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
-
     # The row's steps (the forward walked no further); the host zero-fills the gradients after them.
     if HAS_LENGTHS:
         n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
     else:
         n_steps = seqlen
-    if LAST_ONLY:
-        b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-    else:
-        b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
-    n_chunks = tl.cdiv(n_steps, CHUNK_T)
-    for i_rev in range(0, n_chunks):
-        i_c = n_chunks - 1 - i_rev
+    for i_blk in range(0, n_dblocks):
+        o_d = i_g * heads + i_blk * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
+        m_d = o_d < dim
+        m_dn = m_d[:, None] & (o_n < dstate)[None, :]
         if INT64_OFFSETS:
-            i_c = tl.cast(i_c, tl.int64)
-        o_t = i_c * CHUNK_T + o_c  # [BT]
-        m_t = o_t < n_steps
-        m = m_d[:, None] & m_t[None, :]  # [BD, BT]
-        m_next = m_d[:, None] & (o_t + 1 < n_steps)[None, :]
-        o_dt = o_d[:, None] * seqlen + o_t[None, :]  # [BD, BT]
-        i_last = tl.minimum(CHUNK_T, n_steps - i_c * CHUNK_T) - 1  # last valid position in the chunk
-
-        b_u = tl.load(u_ptr + o_dt, mask=m, other=0.0).to(tl.float32)  # [BD, BT]
-        b_dt = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-        b_dtn = tl.load(delta_ptr + o_dt + 1, mask=m_next, other=0.0).to(tl.float32)
-        if HAS_DELTA_BIAS:
-            b_dt += b_bias[:, None]
-            b_dtn += b_bias[:, None]
-        if DELTA_SOFTPLUS:
-            b_dt = _softplus(b_dt)
-            b_dtn = _softplus(b_dtn)
-        # Outside the sequence delta = 0: the state passes through and nothing is added.
-        b_dt = tl.where(m, b_dt, 0.0)
-        b_dtn = tl.where(m_next, b_dtn, 0.0)
-        b_dtu = b_dt * b_u
-        b_dy = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-        if HAS_Z:
-            b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-            b_dy *= b_z * _sigmoid(b_z)
-
-        b_y = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-        b_ddt = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-        b_du = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-        for n in range(0, dstate):
-            b_An = tl.load(A_ptr + o_d * dstate + n, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-            b_Bn = tl.load(B_ptr + n * stride_Bn + o_t * stride_Bl, mask=m_t, other=0.0).to(tl.float32)
-            b_Cn = tl.load(C_ptr + n * stride_Cn + o_t * stride_Cl, mask=m_t, other=0.0).to(tl.float32)
-            b_A2 = (b_An * 1.4426950408889634)[:, None]
-            b_a = _exp2(b_dt * b_A2)  # [BD, BT] decay of step t
-            b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
-            # State entering the chunk: the forward's checkpoint (zero for the first chunk).
-            b_h0 = tl.load(ckpt_ptr + ((i_c - 1) * dim + o_d) * dstate + n,
-                           mask=m_d & (o_d * 0 + i_c > 0), other=0.0)  # [BD]
-            b_x0 = b_x + tl.where(o_c[None, :] == 0, b_a * b_h0[:, None], 0.0)
-            _, b_h = tl.associative_scan((b_a, b_x0), axis=1, combine_fn=_first_order_combine)  # [BD, BT]
-            b_y += b_h * b_Cn[None, :]
-
-            # Adjoint, reversed: dh_t = c_t + exp(delta_{t+1} A) dh_{t+1}, c_t = C_t dy_t (+ carry).
-            b_an = _exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
-            b_carry_n = tl.sum(tl.where(o_n[None, :] == n, b_carry, 0.0), axis=1)  # [BD]
-            b_c = b_dy * b_Cn[None, :] + tl.where(o_c[None, :] == i_last, b_carry_n[:, None], 0.0)
-            _, b_dh = tl.associative_scan((b_an, b_c), axis=1, combine_fn=_first_order_combine, reverse=True)
-            b_carry_n = tl.sum(tl.where(o_c[None, :] == 0, b_a * b_dh, 0.0), axis=1)
-            b_carry = tl.where(o_n[None, :] == n, b_carry_n[:, None], b_carry)
-
-            # h_t - x_t = exp(delta_t A) h_{t-1}: the part of the state that went through the decay.
-            b_q = b_dh * (b_h - b_x)  # [BD, BT]
-            b_dhB = b_dh * b_Bn[None, :]
-            b_ddt += b_q * b_An[:, None] + b_dhB * b_u
-            b_du += b_dhB * b_dt
-            b_dA_n = tl.sum(b_q * b_dt, axis=1)  # [BD]
-            b_dA += tl.where(o_n[None, :] == n, b_dA_n[:, None], 0.0)
-            b_dB_n = tl.sum(b_dh * b_dtu, axis=0)  # [BT] this block's share of the channel sum
-            b_dC_n = tl.sum(b_dy * b_h, axis=0)  # [BT]
-            tl.store(dB_part_ptr + n * seqlen + o_t, b_dB_n, mask=m_t)
-            tl.store(dC_part_ptr + n * seqlen + o_t, b_dC_n, mask=m_t)
-
+            o_d = o_d.to(tl.int64)
+        o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
         if HAS_D:
-            b_y += b_D[:, None] * b_u
-            b_du += b_dy * b_D[:, None]
-            b_dD += tl.sum(b_dy * b_u, axis=1)
-        tl.store(du_ptr + o_dt, b_du.to(du_ptr.dtype.element_ty), mask=m)
-        # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
-        if HAS_Z:
-            b_dout = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-            b_sig = _sigmoid(b_z)
-            b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
-            tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
-        if DELTA_SOFTPLUS:
-            b_dt_pre = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-            if HAS_DELTA_BIAS:
-                b_dt_pre += b_bias[:, None]
-            b_ddt = b_ddt * _sigmoid(b_dt_pre)
-        b_ddt = tl.where(m, b_ddt, 0.0)
-        b_dbias += tl.sum(b_ddt, axis=1)
-        tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
+            b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+        if HAS_DELTA_BIAS:
+            b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+        if LAST_ONLY:
+            b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+        else:
+            b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
 
-    tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
-    if HAS_D:
-        tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
-    if HAS_DELTA_BIAS:
-        tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
+        # carry[:, n] = exp(delta_{t+1} A) dh_{t+1} at the first step t+1 of the chunk processed last;
+        # it enters the adjoint at the last step of the current chunk. At the end of the sequence it is
+        # the gradient of the last state.
+        if HAS_DLAST:
+            b_carry = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)  # [BD, BN]
+        else:
+            b_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+        b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
+        b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
+        b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+
+        n_chunks = tl.cdiv(n_steps, CHUNK_T)
+        for i_rev in range(0, n_chunks):
+            i_c = n_chunks - 1 - i_rev
+            if INT64_OFFSETS:
+                i_c = tl.cast(i_c, tl.int64)
+            o_t = i_c * CHUNK_T + o_c  # [BT]
+            m_t = o_t < n_steps
+            m = m_d[:, None] & m_t[None, :]  # [BD, BT]
+            m_acc = tl.where(i_blk > 0, m_t, False)  # [BT]
+            m_next = m_d[:, None] & (o_t + 1 < n_steps)[None, :]
+            o_dt = o_d[:, None] * seqlen + o_t[None, :]  # [BD, BT]
+            i_last = tl.minimum(CHUNK_T, n_steps - i_c * CHUNK_T) - 1  # last valid position in the chunk
+
+            b_u = tl.load(u_ptr + o_dt, mask=m, other=0.0).to(tl.float32)  # [BD, BT]
+            b_dt = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+            b_dtn = tl.load(delta_ptr + o_dt + 1, mask=m_next, other=0.0).to(tl.float32)
+            if HAS_DELTA_BIAS:
+                b_dt += b_bias[:, None]
+                b_dtn += b_bias[:, None]
+            if DELTA_SOFTPLUS:
+                b_dt = _softplus(b_dt)
+                b_dtn = _softplus(b_dtn)
+            # Outside the sequence delta = 0: the state passes through and nothing is added.
+            b_dt = tl.where(m, b_dt, 0.0)
+            b_dtn = tl.where(m_next, b_dtn, 0.0)
+            b_dtu = b_dt * b_u
+            b_dy = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
+            if HAS_Z:
+                b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+                b_dy *= b_z * _sigmoid(b_z)
+
+            b_y = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
+            b_ddt = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
+            b_du = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
+            for n in range(0, dstate):
+                b_An = tl.load(A_ptr + o_d * dstate + n, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+                b_Bn = tl.load(B_ptr + n * stride_Bn + o_t * stride_Bl, mask=m_t, other=0.0).to(tl.float32)
+                b_Cn = tl.load(C_ptr + n * stride_Cn + o_t * stride_Cl, mask=m_t, other=0.0).to(tl.float32)
+                b_A2 = (b_An * 1.4426950408889634)[:, None]
+                b_a = _exp2(b_dt * b_A2)  # [BD, BT] decay of step t
+                b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
+                # State entering the chunk: the forward's checkpoint (zero for the first chunk).
+                b_h0 = tl.load(ckpt_ptr + ((i_c - 1) * dim + o_d) * dstate + n,
+                               mask=m_d & (o_d * 0 + i_c > 0), other=0.0)  # [BD]
+                b_x0 = b_x + tl.where(o_c[None, :] == 0, b_a * b_h0[:, None], 0.0)
+                _, b_h = tl.associative_scan((b_a, b_x0), axis=1, combine_fn=_first_order_combine)  # [BD, BT]
+                b_y += b_h * b_Cn[None, :]
+
+                # Adjoint, reversed: dh_t = c_t + exp(delta_{t+1} A) dh_{t+1}, c_t = C_t dy_t (+ carry).
+                b_an = _exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
+                b_carry_n = tl.sum(tl.where(o_n[None, :] == n, b_carry, 0.0), axis=1)  # [BD]
+                b_c = b_dy * b_Cn[None, :] + tl.where(o_c[None, :] == i_last, b_carry_n[:, None], 0.0)
+                _, b_dh = tl.associative_scan((b_an, b_c), axis=1, combine_fn=_first_order_combine,
+                                              reverse=True)
+                b_carry_n = tl.sum(tl.where(o_c[None, :] == 0, b_a * b_dh, 0.0), axis=1)
+                b_carry = tl.where(o_n[None, :] == n, b_carry_n[:, None], b_carry)
+
+                # h_t - x_t = exp(delta_t A) h_{t-1}: the part of the state that went through the decay.
+                b_q = b_dh * (b_h - b_x)  # [BD, BT]
+                b_dhB = b_dh * b_Bn[None, :]
+                b_ddt += b_q * b_An[:, None] + b_dhB * b_u
+                b_du += b_dhB * b_dt
+                b_dA_n = tl.sum(b_q * b_dt, axis=1)  # [BD]
+                b_dA += tl.where(o_n[None, :] == n, b_dA_n[:, None], 0.0)
+                b_dB_n = tl.sum(b_dh * b_dtu, axis=0)  # [BT] this block's share of the channel sum
+                b_dC_n = tl.sum(b_dy * b_h, axis=0)  # [BT]
+                # Plus the earlier blocks' sums, which this program stored (none before the first block).
+                b_dB_n += tl.load(dB_ptr + n * seqlen + o_t, mask=m_acc, other=0.0)
+                b_dC_n += tl.load(dC_ptr + n * seqlen + o_t, mask=m_acc, other=0.0)
+                tl.store(dB_ptr + n * seqlen + o_t, b_dB_n, mask=m_t)
+                tl.store(dC_ptr + n * seqlen + o_t, b_dC_n, mask=m_t)
+
+            if HAS_D:
+                b_y += b_D[:, None] * b_u
+                b_du += b_dy * b_D[:, None]
+                b_dD += tl.sum(b_dy * b_u, axis=1)
+            tl.store(du_ptr + o_dt, b_du.to(du_ptr.dtype.element_ty), mask=m)
+            # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
+            if HAS_Z:
+                b_dout = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
+                b_sig = _sigmoid(b_z)
+                b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
+                tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
+            if DELTA_SOFTPLUS:
+                b_dt_pre = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+                if HAS_DELTA_BIAS:
+                    b_dt_pre += b_bias[:, None]
+                b_ddt = b_ddt * _sigmoid(b_dt_pre)
+            b_ddt = tl.where(m, b_ddt, 0.0)
+            b_dbias += tl.sum(b_ddt, axis=1)
+            tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
+
+        tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
+        if HAS_D:
+            tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
+        if HAS_DELTA_BIAS:
+            tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
+        # The next block reads dB and dC as stored by any thread of this one.
+        tl.debug_barrier()
 
 
 def _fwd_warps(block_d: int) -> int:
@@ -502,7 +515,6 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
                 last_only=False):
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
     block_d = _block_d(BWD_BLOCK_D, dim, groups)
-    n_dblocks = triton.cdiv(dim, block_d)
     f32 = dict(dtype=torch.float32, device=u.device)
     # The kernel writes each row's steps only; the gradients at padded steps are 0.
     per_step = torch.empty if lengths is None else torch.zeros
@@ -510,17 +522,19 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
                                                                               device=u.device)
     dz = per_step(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
     dA_part = torch.empty(batch, dim, dstate, **f32)
-    dB_part = per_step(batch, n_dblocks, dstate, seqlen, **f32)
-    dC_part = per_step(batch, n_dblocks, dstate, seqlen, **f32)
+    # dB and dC summed over each group's channels by its program, in fp32.
+    dB = per_step(batch, groups, dstate, seqlen, **f32)
+    dC = per_step(batch, groups, dstate, seqlen, **f32)
     dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
     dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
-    _selective_scan_bwd_kernel[(n_dblocks * batch,)](
+    _selective_scan_bwd_kernel[(groups * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
-        du, ddelta, dz, dA_part, dB_part, dC_part, dD_part, dbias_part,
-        dim, seqlen, dstate, dim // groups, ckpt.shape[1], n_dblocks, *_bc_strides(B), *_bc_strides(C),
+        du, ddelta, dz, dA_part, dB, dC, dD_part, dbias_part,
+        dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], triton.cdiv(dim // groups, block_d),
+        *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
@@ -528,11 +542,9 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
         CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
         num_warps=BWD_NUM_WARPS,
     )
-    # Deterministic reductions of the fp32 partials: over batch for dA, dD, d delta_bias; over the
-    # channel blocks of each group for dB and dC.
+    # Deterministic reductions of the fp32 partials over the batch: dA, dD, d delta_bias.
     dA = dA_part.sum(0).to(A.dtype)
-    dB = dB_part.view(batch, groups, n_dblocks // groups, dstate, seqlen).sum(2).view(B.shape).to(B.dtype)
-    dC = dC_part.view(batch, groups, n_dblocks // groups, dstate, seqlen).sum(2).view(C.shape).to(C.dtype)
+    dB, dC = dB.view(B.shape).to(B.dtype), dC.view(C.shape).to(C.dtype)
     dD = dD_part.sum(0).to(D.dtype) if D is not None else None
     ddelta_bias = dbias_part.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
     return du, ddelta, dA, dB, dC, dD, (dz if z is not None else None), ddelta_bias
@@ -774,8 +786,9 @@ def selective_scan_fn(
 def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fwd_block_d: int,
                   bwd_block_d: int, last_only: bool = False) -> tuple[LaunchCost, LaunchCost]:
     """What the forward and backward launches must do at this shape (D, z, delta_bias, softplus; one
-    group), for the cost model: inputs and outputs once, plus the checkpoints and fp32 partials.
-    With ``last_only``, out and dout are (batch, dim)."""
+    group), for the cost model: inputs and outputs once, plus the checkpoints, the fp32 partials and,
+    for 16-bit I/O, the backward's dB and dC written in fp32. With ``last_only``, out and dout are
+    (batch, dim)."""
     shape = f"B{batch} D{dim} L{seqlen} N{dstate}"
     seq = tensor_bytes(dtype, batch, dim, seqlen)  # u, delta, z, out, dout and their gradients
     out = tensor_bytes(dtype, batch, dim) if last_only else seq  # out, dout
@@ -783,16 +796,21 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
     params = tensor_bytes("fp32", dim, dstate) + 2 * tensor_bytes("fp32", dim)  # A, D, delta_bias
     ckpt = tensor_bytes("fp32", batch, num_checkpoints(seqlen), dim, dstate)
     fwd_blocks, bwd_blocks = triton.cdiv(dim, fwd_block_d), triton.cdiv(dim, bwd_block_d)
-    # dB and dC per channel block, dA, dD and d delta_bias per batch element
-    partials = (2 * tensor_bytes("fp32", batch, bwd_blocks, dstate, seqlen)
-                + tensor_bytes("fp32", batch, dim, dstate) + 2 * tensor_bytes("fp32", batch, dim))
+    # dA, dD and d delta_bias per batch element; dB and dC in fp32 (re-reads of a program's own
+    # earlier blocks' sums are cache hits, not counted)
+    partials = (tensor_bytes("fp32", batch, dim, dstate) + 2 * tensor_bytes("fp32", batch, dim)
+                + 2 * (tensor_bytes("fp32", batch, 1, dstate, seqlen) - bc))
     exps = batch * dim * seqlen * dstate  # one exp2 per state element and step
     n_chunks = triton.cdiv(seqlen, CHUNK)
     # Forward loops: the chunks, and inside them the steps.
     fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=3 * seq + out + 2 * bc + params,
                      extra_bytes=ckpt, exp_count=exps, loop_trips=(n_chunks, seqlen))
-    bwd = LaunchCost(shape, programs=bwd_blocks * batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
-                     extra_bytes=ckpt + partials, exp_count=exps, loop_trips=(n_chunks, n_chunks * dstate))
+    # Backward loops: one program per batch element walks the channel blocks, in each the chunks
+    # (last to first), in each the states.
+    bwd_chunks = bwd_blocks * n_chunks
+    bwd = LaunchCost(shape, programs=batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
+                     extra_bytes=ckpt + partials, exp_count=exps,
+                     loop_trips=(bwd_blocks, bwd_chunks, bwd_chunks * dstate))
     return fwd, bwd
 
 
@@ -803,7 +821,7 @@ def compile_specs() -> list[KernelSpec]:
     batch, dim, seqlen, dstate = 2048, 128, 50, 32
     fwd_block_d = _block_d(FWD_BLOCK_D, dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
-    ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim,
+    ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "groups": 1,
             "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
     # B and C as the forward reads them: (batch, L, N) transposed to (batch, N, L), as nn.Mamba's
     # x_proj makes them (other layouts are copied to it first).
@@ -819,9 +837,10 @@ def compile_specs() -> list[KernelSpec]:
               "dz_ptr")
         pointers = {name: dtype if name in io else "fp32" for name in (
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
-            "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
+            "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
         pointers["lengths_ptr"] = "i64"
-        fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
+        fwd_ints = {k: v for k, v in ints.items() if k != "groups"}
+        fwd_ints["n_dblocks"] = triton.cdiv(dim, fwd_block_d)
         for suffix, variant in variants.items():
             # The cost model's launches: the MDAF shape and a larger one compiled the same way.
             fwd_costs, bwd_costs = zip(*(

@@ -123,6 +123,22 @@ def test_triton_reads_B_and_C_through_strides(groups, seeded, device):
         check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded)
 
 
+@pytest.mark.parametrize("dim, groups, lengths, last_only", [
+    (10, 0, None, False),  # channel blocks of 4, 4 and 2 (masked) in one program
+    (16, 2, [11, 3], True),  # two blocks in each group's program
+])
+def test_backward_sums_dB_and_dC_over_several_channel_blocks(dim, groups, lengths, last_only, seeded, device,
+                                                               monkeypatch):
+    # Each backward program walks its group's channel blocks in turn, adding each block's share of
+    # dB and dC to what the earlier blocks stored.
+    monkeypatch.setattr(scan_ops, "BWD_BLOCK_D", 4)
+    ins = make_inputs(2, dim, 11, 3, torch.float32, groups=groups, gen=seeded, device=device)
+    lengths = None if lengths is None else torch.tensor(lengths, device=device)
+    with backend.use("triton"):
+        check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded, lengths=lengths,
+                             last_only=last_only)
+
+
 @pytest.mark.parametrize("lengths, last_only", [(None, False), ([37, 20], True)])
 def test_int64_offset_path_matches_float64_oracle(lengths, last_only, seeded, device, monkeypatch):
     monkeypatch.setattr(scan_ops, "_needs_int64_offsets", lambda *sizes: True)
@@ -268,8 +284,10 @@ def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, righ
         assert_close(g_p, g, torch.float32, name=f"d{name}")
 
 
-def test_reductions_are_deterministic(seeded, device):
-    # Two channel blocks and two batch rows, so that both kinds of partial sums are reduced.
+def test_reductions_are_deterministic(seeded, device, monkeypatch):
+    # Three channel blocks (summed into dB, dC in one program) and two batch rows (partials of dA,
+    # dD, d delta_bias summed afterwards).
+    monkeypatch.setattr(scan_ops, "BWD_BLOCK_D", 8)
     ins = make_inputs(2, 20, 12, 4, torch.float32, gen=seeded, device=device)
     dout = torch.randn(2, 20, 12, generator=seeded, dtype=torch.float64)
     dlast = torch.zeros(2, 20, 4, dtype=torch.float64)
