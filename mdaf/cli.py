@@ -41,6 +41,9 @@ PIPELINE_HELP = {
     "window": "time window START,END in Unix seconds (none: keep every timestamp)",
     "utc_offset_hours": "time zone of the calendar days (the data is UTC+8)",
     "negative_max_tries": "redraws before a negative that collides with a click is dropped",
+    "vocabulary": "train (ids fitted on the training days, rare and unseen ids share a trained"
+    " out-of-vocabulary id) or all-days (transductive, for comparison only)",
+    "oov_min_count": "ids seen fewer times than this in the vocabulary's days map to the out-of-vocabulary id",
     "seed": "seed of the pipeline's sampling",
 }
 TRAIN_FLAGS_HANDLED_APART = ("epochs", "seed", "device", "progress")
@@ -147,6 +150,7 @@ TRAIN_DESCRIPTION = (
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     from mdaf.data import NEGATIVE_SCHEMES, PipelineConfig
+    from mdaf.data.pipeline import VOCABULARIES
 
     group = p.add_argument_group("data pipeline (mdaf.data.PipelineConfig; the paper's defaults)")
     group.add_argument("--data", metavar="PATH", help=DATA_HELP)
@@ -162,7 +166,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         dest_prefix="pipeline_",
         renames=PIPELINE_RENAMES,
         helps=PIPELINE_HELP,
-        choices={"negative_scheme": NEGATIVE_SCHEMES},
+        choices={"negative_scheme": NEGATIVE_SCHEMES, "vocabulary": tuple(VOCABULARIES)},
     )
 
 

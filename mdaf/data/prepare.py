@@ -25,7 +25,7 @@ from mdaf.data import pipeline as P
 from mdaf.data.reader import read_behaviors
 from mdaf.schema import DatasetMeta
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when the pipeline's output changes for the same file and parameters."""
 ARRAY_KEYS = ("user", "item", "category", "hist_items", "hist_cats", "hist_len", "label", "timestamp")
 STEP_NAMES = ("read", "clicks", "samples", "nonempty_history", "category_filter", "train", "valid")
@@ -35,10 +35,10 @@ STEP_NAMES = ("read", "clicks", "samples", "nonempty_history", "category_filter"
 class PreparedData:
     """The prepared dataset: the two splits (batch-contract arrays), table sizes, statistics, config.
 
-    In ``valid``, ids unseen in the training split (users, items, categories, including items in
-    histories) are 0, the padding/unknown row; ``hist_len`` still counts such history positions.
-    In ``train`` every valid history position holds a nonzero id. ``id_maps`` turns raw ids into
-    these ids (``IdMaps.lookup``).
+    Ids outside the vocabulary (``PipelineConfig.vocabulary``: by default ids seen fewer than
+    ``oov_min_count`` times in the training split, and every id unseen there) are ``OOV_ID``, a row
+    that training samples of rare ids train; ``hist_len`` counts such history positions. Padding
+    positions are ``PAD_ID``. ``id_maps`` turns raw ids into these ids (``IdMaps.lookup``).
     """
 
     train: dict[str, np.ndarray]
@@ -269,13 +269,18 @@ def _run_pipeline(
         config.max_len,
     )
     last_day = int(P.day_index(events["timestamp"].max(), config.utc_offset_hours))
-    pools = P.item_pools(events, clicks, config.utc_offset_hours)
+    pools = P.item_pools(events, clicks)
     del events
     positives = P.attach_histories(P.positive_samples(clicks, config, last_day), clicks, config.max_len)
     samples, negative_counts = P.sample_negatives(positives, clicks, pools, config)
     samples = P.mark_category_in_history(samples, clicks, config.max_len)
     del positives
-    stats["samples"] = {**P.sample_stats(samples, clicks, config.max_len), **negative_counts}
+    stats["samples"] = {
+        **P.sample_stats(samples, clicks, config.max_len),
+        **negative_counts,
+        "negative_pool": P.NEGATIVE_POOLS[config.negative_scheme],
+        "negative_audit": P.negative_audit(samples, clicks, pools, config.max_len),
+    }
     samples = P.drop_empty_history(samples)
     stats["nonempty_history"] = P.sample_stats(samples, clicks, config.max_len)
     if config.category_filter:
@@ -289,20 +294,15 @@ def _run_pipeline(
     train, valid = P.sort_samples(train), P.sort_samples(valid)
     stats["train"] = P.sample_stats(train, clicks, config.max_len)
     stats["valid"] = P.sample_stats(valid, clicks, config.max_len)
-    maps = P.fit_id_maps(train, clicks, config.max_len)
+    vocabulary_splits = (train,) if config.vocabulary == "train" else (train, valid)
+    maps = P.fit_id_maps(vocabulary_splits, clicks, config.oov_min_count)
     num_users, num_items, num_categories = maps.sizes()
     meta = DatasetMeta(
         num_users=num_users, num_items=num_items, num_categories=num_categories, max_len=config.max_len
     )
-    valid_unknown = {
-        "users": float((P.IdMaps.lookup(maps.users, valid["user"]) == 0).mean())
-        if valid["user"].size
-        else 0.0,
-        "items": float((P.IdMaps.lookup(maps.items, valid["item"]) == 0).mean())
-        if valid["user"].size
-        else 0.0,
-    }
-    stats["valid"]["unknown_share"] = valid_unknown
+    stats["vocabulary"] = {"kind": config.vocabulary, "description": P.VOCABULARIES[config.vocabulary]}
+    for split, part in (("train", train), ("valid", valid)):
+        stats[split]["oov_share"] = P.oov_stats(part, clicks, maps)
     stats["tables"] = {"num_users": num_users, "num_items": num_items, "num_categories": num_categories}
     arrays = {}
     for split, part in (("train", train), ("valid", valid)):
