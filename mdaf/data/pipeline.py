@@ -283,7 +283,8 @@ def item_pools(events: Arrays, clicks: Clicks) -> ItemPools:
     item, ts = np.asarray(events["item"], dtype=np.int64), np.asarray(events["timestamp"], dtype=np.int64)
     order = np.lexsort((np.arange(item.size), ts, item))
     first = order[np.r_[True, item[order][1:] != item[order][:-1]]]
-    items, category, first_seen = item[first], np.asarray(events["category"], dtype=np.int64)[first], ts[first]
+    items, first_seen = item[first], ts[first]
+    category = np.asarray(events["category"], dtype=np.int64)[first]
     t0 = int(first_seen.min())
     span = int(first_seen.max()) - t0 + 1
     by_time = np.lexsort((items, first_seen))
@@ -370,7 +371,8 @@ def sample_negatives(
     neg = take(positives, parent)
     neg["label"] = np.zeros(parent.size, dtype=np.int8)
     first_clicks = FirstClicks.of(clicks)
-    day_end = (neg["day"] + 1) * SECONDS_PER_DAY - config.utc_offset_hours * 3600  # first second of the next day
+    # the first second of the day after the sample's (calendar days in the data's time zone)
+    day_end = (neg["day"] + 1) * SECONDS_PER_DAY - config.utc_offset_hours * 3600
     item = np.full(parent.size, -1, dtype=np.int64)
     pending = np.arange(parent.size)
     for attempt in range(config.negative_max_tries):
