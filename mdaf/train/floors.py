@@ -99,7 +99,7 @@ FLOOR_DESCRIPTIONS = {
     "floor:item-popularity": "clicks of the target item in the training days",
     "floor:category-share": "share of the history in the target's category",
     "floor:item-in-history": "target item already in the history",
-    "floor:target-unknown": "target item unknown in training (no trained row of its own)",
+    "floor:target-unknown": "target item unknown in training: no trained row of its own",
 }
 
 
