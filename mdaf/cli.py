@@ -23,7 +23,6 @@ DEFAULT_CACHE_DIR = os.environ.get("MDAF_CACHE_DIR", ".cache/mdaf")
 DEFAULT_MODELS = ("mdaf", "bst")
 # CPU defaults: the default run (generated data, MDAF and BST) in a few minutes on 2 cores
 CPU_DEFAULT_EPOCHS = 2
-CPU_DEFAULT_THREADS = 2
 CPU_DEFAULT_TRAIN_SAMPLES = 16_000
 CPU_TRAIN_DEFAULTS = {"batch_size": 512, "lr": 1e-3, "train_eval_samples": 4_000}
 
@@ -385,7 +384,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
 
     from mdaf.data import PipelineConfig
     from mdaf.models import list_models
@@ -426,8 +424,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         cpu = {k: v for k, v in CPU_TRAIN_DEFAULTS.items() if getattr(args, f"train_{k}") is None}
         if args.epochs is None:
             cpu["epochs"] = CPU_DEFAULT_EPOCHS
-        if args.train_num_threads is None and "WORLD_SIZE" not in os.environ:
-            cpu["num_threads"] = min(CPU_DEFAULT_THREADS, torch.get_num_threads())
         if args.data is None and args.pipeline_max_train_samples is None:
             pipeline_fixed["max_train_samples"] = CPU_DEFAULT_TRAIN_SAMPLES
             notes.append(

@@ -1,32 +1,40 @@
-"""The one place that decides whether an op runs its Triton kernels or its PyTorch reference.
+"""The one place that decides whether an op runs its Triton kernels, its compiled CPU kernel or its
+PyTorch reference.
+
+Backends: ``triton`` (the Triton kernels: CUDA, or CPU under the interpreter), ``cpu`` (an op's
+compiled CPU kernel, numba, ``mdaf_kernels.cpu``; ops without one run their PyTorch path there) and
+``torch`` (the PyTorch reference path, on any device).
 
 Rules, in order:
 
-1. An explicit request wins: ``with mdaf_kernels.backend.use("torch" | "triton")`` or the
-   environment variable ``MDAF_KERNELS_BACKEND=torch|triton|auto`` (the context manager beats
-   the variable). Asking for ``triton`` where it cannot run raises ``BackendUnavailableError``;
-   there is no silent fallback after an explicit request.
+1. An explicit request wins: ``with mdaf_kernels.backend.use("torch" | "cpu" | "triton")`` or the
+   environment variable ``MDAF_KERNELS_BACKEND=torch|cpu|triton|auto`` (the context manager beats
+   the variable). Asking for ``triton`` or ``cpu`` where it cannot run raises
+   ``BackendUnavailableError``; there is no silent fallback after an explicit request.
 2. ``auto`` (the default): CUDA tensors run the Triton kernels; CPU tensors run the Triton
-   kernels only under the Triton interpreter (``TRITON_INTERPRET=1``), otherwise the reference.
+   kernels under the Triton interpreter (``TRITON_INTERPRET=1``), otherwise the op's compiled CPU
+   kernel when it has one and numba is installed, otherwise the reference. When numba is missing
+   for an op that has a CPU kernel, one one-line warning says so (once per op and process).
 
-Nothing here touches a CUDA driver: importing this module, or asking it about CPU tensors,
-works on a machine without a GPU.
+Nothing here touches a CUDA driver or imports numba at import time: importing this module, or
+asking it about CPU tensors, works on a machine without a GPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Literal
 
 import torch
 
-Backend = Literal["triton", "torch"]
-Request = Literal["auto", "triton", "torch"]
+Backend = Literal["triton", "cpu", "torch"]
+Request = Literal["auto", "triton", "cpu", "torch"]
 
 ENV_VAR = "MDAF_KERNELS_BACKEND"
-_REQUESTS = ("auto", "triton", "torch")
+_REQUESTS = ("auto", "triton", "cpu", "torch")
 
 # Process-wide, like torch.backends flags, not a ContextVar: autograd runs CUDA backward passes on
 # its own device threads, which would not see a context-local value.
@@ -34,7 +42,11 @@ _override: Request | None = None
 
 
 class BackendUnavailableError(RuntimeError):
-    """The Triton backend was requested explicitly for tensors it cannot run on."""
+    """A backend (Triton, or the compiled CPU kernels) was requested explicitly where it cannot run."""
+
+
+# Ops already warned that their compiled CPU kernel is unavailable (one warning per op and process).
+_warned_no_cpu_compiler: set[str] = set()
 
 
 def interpreter_active() -> bool:
@@ -88,11 +100,35 @@ def _triton_can_run(device: torch.device) -> bool:
     return device.type == "cpu" and interpreter_active()
 
 
-def select(device: torch.device, op: str = "op") -> Backend:
-    """The backend that ``op`` must use for tensors on ``device``."""
+def cpu_compiler_available() -> bool:
+    """True when the compiled CPU kernels can run (numba imports; imported on the first ask)."""
+    from mdaf_kernels.cpu import compiler_available
+
+    return compiler_available()
+
+
+def _select_cpu(device: torch.device, op: str, cpu_kernel: bool) -> Backend:
+    """An explicit ``cpu`` request."""
+    if device.type != "cpu":
+        raise BackendUnavailableError(
+            f"{op}: the cpu backend was requested explicitly but tensors are on {device}")
+    if not cpu_kernel:
+        return "torch"
+    if not cpu_compiler_available():
+        raise BackendUnavailableError(
+            f"{op}: the cpu backend was requested explicitly but numba is not installed "
+            "(pip install 'mdaf-kernels[cpu]')")
+    return "cpu"
+
+
+def select(device: torch.device, op: str = "op", *, cpu_kernel: bool = False) -> Backend:
+    """The backend that ``op`` must use for tensors on ``device``; ``cpu_kernel``: the op has a
+    compiled CPU kernel (else ``cpu`` means its PyTorch path)."""
     request = requested()
     if request == "torch":
         return "torch"
+    if request == "cpu":
+        return _select_cpu(device, op, cpu_kernel)
     can_run = _triton_can_run(device)
     if request == "triton" and not can_run:
         why = "triton is not installed" if not triton_available() else (
@@ -102,4 +138,13 @@ def select(device: torch.device, op: str = "op") -> Backend:
         raise BackendUnavailableError(
             f"{op}: the Triton backend was requested explicitly but cannot run: {why}"
         )
-    return "triton" if can_run else "torch"
+    if can_run:
+        return "triton"
+    if cpu_kernel and device.type == "cpu":
+        if cpu_compiler_available():
+            return "cpu"
+        if op not in _warned_no_cpu_compiler:
+            _warned_no_cpu_compiler.add(op)
+            warnings.warn(f"{op}: numba is not installed, so CPU tensors run the slower PyTorch path "
+                          "(pip install 'mdaf-kernels[cpu]')", RuntimeWarning, stacklevel=3)
+    return "torch"

@@ -40,7 +40,8 @@ def test_default_is_auto(clean_env):
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("torch", "torch"), (" Torch ", "torch"), ("triton", "triton"), ("auto", "auto"), ("", "auto"),
+    ("torch", "torch"), (" Torch ", "torch"), ("triton", "triton"), ("cpu", "cpu"), ("auto", "auto"),
+    ("", "auto"),
 ])
 def test_environment_variable(clean_env, value, expected):
     clean_env.setenv(backend.ENV_VAR, value)
@@ -158,3 +159,22 @@ def test_backward_runs_where_its_forward_ran(clean_env, forward_backend):
     x_ref = x.detach().double().requires_grad_()
     causal_conv1d_ref(x_ref, weight.detach().double(), None, "silu").sum().backward()
     assert_close(x.grad, x_ref.grad, torch.float32, name="dx")
+
+
+def test_cpu_backend_rules(clean_env):
+    """auto: an op with a compiled CPU kernel runs it on CPU tensors (the interpreter still wins);
+    an explicit ``cpu`` runs it even under the interpreter, the PyTorch path for ops without one, and
+    refuses CUDA tensors."""
+    pytest.importorskip("numba", reason="the compiled CPU kernels need numba (the [cpu] extra)")
+    assert backend.select(CPU, "op", cpu_kernel=True) == "triton"  # under the interpreter
+    clean_env.setenv("TRITON_INTERPRET", "0")
+    assert backend.select(CPU, "op", cpu_kernel=True) == "cpu"
+    assert backend.select(CPU, "op") == "torch"
+    clean_env.setenv("TRITON_INTERPRET", "1")
+    with backend.use("cpu"):
+        assert backend.select(CPU, "op", cpu_kernel=True) == "cpu"
+        assert backend.select(CPU, "op") == "torch"
+        with pytest.raises(backend.BackendUnavailableError, match="cpu backend was requested .* on cuda"):
+            backend.select(torch.device("cuda"), "op", cpu_kernel=True)
+    with backend.use("torch"):
+        assert backend.select(CPU, "op", cpu_kernel=True) == "torch"

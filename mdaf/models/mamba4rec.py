@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mdaf.models.base import CTRModel
 from mdaf.models.config import ModelConfig
-from mdaf.models.inputs import Embeddings, append_target, gather_last
+from mdaf.models.inputs import Embeddings, append_target
 from mdaf.models.layers import MLP, SequenceEncoder
 from mdaf.schema import DatasetMeta
 
@@ -51,6 +51,6 @@ class Mamba4Rec(CTRModel):
         self.check_inputs(user, item, category, hist_items, hist_cats, hist_len)
         seq = append_target(self.embeddings.history(hist_items, hist_cats),
                             self.embeddings.target(item, category), hist_len)  # [B, L+1, D]
-        h = gather_last(self.sequence(seq), hist_len + 1)  # the state at the target
+        h = self.sequence.last_states(seq, hist_len + 1)  # the state at the target
         logits = self.head(h).squeeze(-1).float()
         return (logits, None) if return_gate else logits

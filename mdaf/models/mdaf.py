@@ -30,7 +30,7 @@ from torch import nn
 
 from mdaf.models.base import CTRModel
 from mdaf.models.config import ModelConfig, check_choice, check_sizes
-from mdaf.models.inputs import Embeddings, append_target, gather_last
+from mdaf.models.inputs import Embeddings, append_target
 from mdaf.models.layers import MLP, SequenceEncoder
 from mdaf.schema import DatasetMeta
 from mdaf_kernels.nn import StaticBranch
@@ -240,7 +240,7 @@ class MDAF(CTRModel):
             if self.config.seq_target:
                 seq = append_target(seq, self.embeddings.target(item, category), hist_len)  # [B, L+1, D]
                 last = hist_len + 1
-            h_seq = gather_last(self.sequence(seq), last)
+            h_seq = self.sequence.last_states(seq, last)
         h, gate = self.fusion(h_static, h_seq)
         return Representations(h, h_static, h_seq, gate)
 

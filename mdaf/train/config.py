@@ -38,7 +38,11 @@ class TrainConfig:
     seed: int = _field(0, "seed of torch, NumPy, Python random and the batch order")
     device: str = _field("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     amp: str = _field("none", f"mixed precision on GPU: one of {AMP_MODES} (fp16 uses a gradient scaler)")
-    num_threads: int | None = _field(None, "torch CPU threads (default: torch's choice)")
+    num_threads: int | None = _field(
+        None,
+        "torch CPU threads (default: OMP_NUM_THREADS or MKL_NUM_THREADS when set, else the physical cores"
+        " this process may use: CPU affinity, capped by a cgroup CPU quota)",
+    )
     train_eval_samples: int = _field(100_000, "training samples scored each epoch for train AUC; 0 skips")
     checkpoint_every: int = _field(0, "also write a resumable checkpoint every N steps (0: epoch ends only)")
     progress: bool = _field(True, "show the progress bar on stderr")

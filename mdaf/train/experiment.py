@@ -31,6 +31,7 @@ from mdaf.train.distributed import init_distributed, resolve_device
 from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores, oriented_floor
 from mdaf.train.metrics import gauc
 from mdaf.train.report import render_console, write_report
+from mdaf.train.threads import set_num_threads
 from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
 GATE_BINS = 50
@@ -239,6 +240,7 @@ def run_experiment(
 
     out_dir = Path(out_dir)
     start = time.perf_counter()
+    threads, threads_source = set_num_threads(train_config.num_threads)  # before the environment is recorded
     train, valid, meta = prepared.train, prepared.valid, prepared.meta
     fit_part, holdout = holdout_split(train, prepared.config.utc_offset_hours, holdout_days)
     labels = np.asarray(valid["label"], dtype=np.float64)
@@ -249,7 +251,7 @@ def run_experiment(
         "name": name or out_dir.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "note": note,
-        "environment": machine_description(),
+        "environment": {**machine_description(), "torch_threads_source": threads_source},
         "reference_model": models[0],
         "config": {
             "train": train_config.to_dict(),
@@ -277,6 +279,7 @@ def run_experiment(
         "significance": [],
     }
     say(f"train config: {train_config.to_dict()}\nselection: {rule}")
+    say(f"CPU threads: {threads} ({threads_source})")
 
     floors = floor_scores(train, valid)
     for floor_name, scores in floors.items():

@@ -36,6 +36,7 @@ from mdaf.train.config import TrainConfig
 from mdaf.train.distributed import DistInfo, barrier, init_distributed, resolve_device
 from mdaf.train.metrics import auc, gauc, logloss
 from mdaf.train.progress import ProgressBar
+from mdaf.train.threads import set_num_threads
 
 Arrays = Mapping[str, np.ndarray]
 BATCH_KEYS = (*FEATURE_KEYS, LABEL_KEY)
@@ -167,8 +168,7 @@ class Trainer:
     ) -> None:
         config.validate()
         self.config = config
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
+        set_num_threads(config.num_threads)
         device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         if config.amp != "none" and device.type != "cuda":
             raise ValueError(f"mixed precision (amp={config.amp!r}) needs a CUDA device, got {device}")

@@ -19,7 +19,8 @@ import mdaf_kernels
 class Mamba(nn.Module):
     """Mamba-1 block: in_proj -> causal depthwise conv + SiLU -> selective scan gated by SiLU(z) -> out_proj.
 
-    ``forward(hidden_states, mask=None)``: hidden_states (batch, L, d_model) -> (batch, L, d_model).
+    ``forward(hidden_states, mask=None, *, lengths=None, last_only=False)``: hidden_states
+    (batch, L, d_model) -> (batch, L, d_model), or (batch, d_model) with ``last_only``.
 
     Padding: ``mask`` (batch, L) bool, True at valid positions, makes the output at valid positions
     (and every gradient) independent of how much padding surrounds the sequence, on the left or
@@ -28,6 +29,14 @@ class Mamba(nn.Module):
     effective step size delta = softplus(dt + dt_bias) to 0 there (exp(0 * A) = 1 and delta B u = 0:
     the state passes through unchanged) and zeroes the output there. Without a mask, right padding
     is already harmless to valid positions (the block is causal), left padding is not.
+
+    Right padding by length: ``lengths`` (batch,) integer in [0, L] says row ``b`` is valid at
+    positions ``0 .. lengths[b] - 1``; the scan stops walking the row there (the outputs at valid
+    positions are unchanged, those after them carry no scan output). With ``last_only`` the block
+    returns only the output at each row's last valid position (``lengths[b] - 1``, or ``L - 1``
+    without lengths; zeros where ``lengths[b] == 0`` or where ``mask`` pads that position): the scan
+    reads out that one position and out_proj runs on one position per row. Values and gradients equal
+    those of the full output read at that position.
     """
 
     def __init__(
@@ -87,8 +96,10 @@ class Mamba(nn.Module):
         self.D._no_weight_decay = True
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """hidden_states (batch, L, d_model), mask (batch, L) bool or None -> (batch, L, d_model)."""
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, *,
+                lengths: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """hidden_states (batch, L, d_model), mask (batch, L) bool or None, lengths (batch,) integer or
+        None -> (batch, L, d_model), or (batch, d_model) with ``last_only``."""
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
             raise ValueError(f"hidden_states: expected shape (batch, L, d_model={self.d_model}), "
                              f"got {tuple(hidden_states.shape)}")
@@ -112,14 +123,26 @@ class Mamba(nn.Module):
         B = B.transpose(1, 2).contiguous()  # (batch, d_state, L)
         C = C.transpose(1, 2).contiguous()
         A = -torch.exp(self.A_log.float())
+        scan = {"lengths": lengths, "last_only": last_only}
         if mask is None:
             y = mdaf_kernels.selective_scan_fn(x, dt, A, B, C, self.D.float(), z=z,
-                                               delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+                                               delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+                                               **scan)
         else:
             # The step size must be 0 after bias and softplus, so they are applied here.
             delta = F.softplus(dt + self.dt_proj.bias.to(dt.dtype)[:, None]) * valid
-            y = mdaf_kernels.selective_scan_fn(x, delta, A, B, C, self.D.float(), z=z)
-        out = self.out_proj(y.transpose(1, 2))
+            y = mdaf_kernels.selective_scan_fn(x, delta, A, B, C, self.D.float(), z=z, **scan)
+        if not last_only:
+            out = self.out_proj(y.transpose(1, 2))
+            return out if mask is None else out * valid.transpose(1, 2)
+        out = self.out_proj(y)  # (batch, d_model): one position per row
+        # An empty row, or a last position the mask pads, reads zeros (as gather_last gives), not out_proj's
+        # bias.
+        keep = None if lengths is None else lengths > 0
         if mask is not None:
-            out = out * valid.transpose(1, 2)
-        return out
+            if lengths is None:
+                at_last = mask[:, -1]
+            else:
+                at_last = mask.gather(1, (lengths.long() - 1).clamp(min=0)[:, None]).squeeze(1)
+            keep = at_last if keep is None else keep & at_last
+        return out if keep is None else torch.where(keep[:, None], out, torch.zeros_like(out))

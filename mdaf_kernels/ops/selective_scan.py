@@ -1,22 +1,32 @@
 """Mamba-1 selective scan: Triton kernels, torch.library registration and ``selective_scan_fn``.
 
 ``selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-return_last_state=False)`` is mamba_ssm's function (same layouts, same semantics; see
-``mdaf_kernels.reference.selective_scan`` for the maths). The output has ``u``'s dtype; the last
-state, when asked for, is fp32 (float64 for float64 inputs) and is differentiable.
+return_last_state=False, *, lengths=None, last_only=False)`` is mamba_ssm's function (same layouts,
+same semantics; see ``mdaf_kernels.reference.selective_scan`` for the maths) plus two options for CTR
+models: per-row ``lengths`` (right padding: steps after a row's length leave the state unchanged and
+output 0) and ``last_only`` (the output at each row's last valid position only, (batch, dim)). The
+output has ``u``'s dtype; the last state, when asked for, is fp32 (float64 for float64 inputs) and is
+differentiable.
 
 Forward kernel: one program per (block of channels, batch element) keeps the (BLOCK_D, N) state in
 fp32 registers and walks the sequence once (L is a runtime argument), fusing the discretisation
 (one exp2 per state element and step, A pre-scaled by log2 e), the C readout, the D skip and the
 SiLU(z) gate. It writes the output, optionally the last state, and the state at every ``CHUNK``-step
-boundary (none when L <= CHUNK): the only thing kept for backward besides the inputs.
+boundary (none when L <= CHUNK): the only thing kept for backward besides the inputs. With
+``HAS_LENGTHS`` a program stops at its row's length (the host zero-fills the outputs after it); with
+``LAST_ONLY`` it stores no per-step output, only one readout of the final state at the last step.
 
 Backward kernel: the same programs walk the chunks from last to first with the CHUNK time steps in
 registers and loop over the N states: recompute h over the chunk with an associative scan started
 from the checkpoint, run the adjoint ``dh_t = exp(delta_{t+1} A) dh_{t+1} + C_t dy_t`` as a reverse
 scan, and accumulate the per-channel gradients. Sums over channels (dB, dC) and over batch (dA, dD,
 d delta_bias) are written as fp32 partials per program and reduced afterwards in torch:
-deterministic, no atomics.
+deterministic, no atomics. With ``LAST_ONLY`` the output gradient enters the adjoint once, at the
+row's last step.
+
+CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.selective_scan``, numba) when numba is
+installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
+``mdaf_kernels.reference.selective_scan`` (backend ``torch``); float64 always runs the PyTorch path.
 
 Padding: delta = 0 at a step leaves the state unchanged (exp(0) = 1, delta B u = 0), so zeroing the
 effective delta (after bias and softplus) at padded positions makes the valid outputs independent of
@@ -69,8 +79,17 @@ def _first_order_combine(a_l, x_l, a_r, x_r):
 
 
 @triton.jit
+def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.constexpr):
+    """[BD, BT] gradient of the output over one chunk. With LAST_ONLY the output was read at the
+    row's last step only, so the adjoint gets its single injection C * dy there."""
+    if LAST_ONLY:
+        return tl.where(o_t[None, :] == n_steps - 1, b_dout_last[:, None], 0.0)
+    return tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
     dim, seqlen, dstate, heads, n_groups, n_ckpt, n_dblocks,
     HAS_D: tl.constexpr,
@@ -78,6 +97,8 @@ def _selective_scan_fwd_kernel(
     HAS_DELTA_BIAS: tl.constexpr,
     DELTA_SOFTPLUS: tl.constexpr,
     STORE_LAST_STATE: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    LAST_ONLY: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -103,10 +124,13 @@ def _selective_scan_fwd_kernel(
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
 
     # 64-bit batch offsets in the scalar base pointers, 32-bit offsets inside one batch element.
-    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z and out
+    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z and the full out
     u_ptr += p_bdl
     delta_ptr += p_bdl
-    out_ptr += p_bdl
+    if LAST_ONLY:
+        out_ptr += i_b64 * dim  # out is (batch, dim)
+    else:
+        out_ptr += p_bdl
     if HAS_Z:
         z_ptr += p_bdl
     p_bc = (i_b64 * n_groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in B and C
@@ -116,8 +140,14 @@ def _selective_scan_fwd_kernel(
     last_state_ptr += i_b64 * dim * dstate
     p_row = o_d * seqlen  # [BD] offset of (d, 0)
     p_n = o_n * seqlen  # [BN] offset of (n, 0)
+    # The row's steps: padding after lengths[b] would leave the state unchanged, so it is not walked
+    # (the host zero-fills the outputs there).
+    if HAS_LENGTHS:
+        n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
+    else:
+        n_steps = seqlen
     b_h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
-    for t in range(0, seqlen):
+    for t in range(0, n_steps):
         b_u = tl.load(u_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
         b_dt = tl.load(delta_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
         if HAS_DELTA_BIAS:
@@ -125,26 +155,40 @@ def _selective_scan_fwd_kernel(
         if DELTA_SOFTPLUS:
             b_dt = _softplus(b_dt)
         b_B = tl.load(B_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-        b_C = tl.load(C_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
         b_h = tl.exp2(b_dt[:, None] * b_A) * b_h + (b_dt * b_u)[:, None] * b_B[None, :]
-        b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
-        if HAS_D:
-            b_y += b_D * b_u
-        if HAS_Z:
-            b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
-            b_y *= b_z * tl.sigmoid(b_z)
-        tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
+        if not LAST_ONLY:
+            b_C = tl.load(C_ptr + p_n + t, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+            b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
+            if HAS_D:
+                b_y += b_D * b_u
+            if HAS_Z:
+                b_z = tl.load(z_ptr + p_row + t, mask=m_d, other=0.0).to(tl.float32)
+                b_y *= b_z * tl.sigmoid(b_z)
+            tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
         # Checkpoint k holds the state entering chunk k + 1, for the backward's recomputation.
         i_k = (t + 1) // CHUNK_T - 1
         if ((t + 1) % CHUNK_T == 0) & (i_k < n_ckpt):
             tl.store(ckpt_ptr + i_k * dim * dstate + o_dn, b_h, mask=m_dn)
+    if LAST_ONLY:
+        # One readout at the row's last step (all loads masked off for an empty row: y = 0).
+        t_last = n_steps - 1
+        m_dl = m_d & (o_d * 0 + t_last >= 0)  # [BD] (a tensor even when n_steps is a plain int)
+        b_u = tl.load(u_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)  # [BD]
+        b_C = tl.load(C_ptr + p_n + t_last, mask=m_n & (o_n * 0 + t_last >= 0), other=0.0).to(tl.float32)
+        b_y = tl.sum(b_h * b_C[None, :], axis=1)  # [BD]
+        if HAS_D:
+            b_y += b_D * b_u
+        if HAS_Z:
+            b_z = tl.load(z_ptr + p_row + t_last, mask=m_dl, other=0.0).to(tl.float32)
+            b_y *= b_z * tl.sigmoid(b_z)
+        tl.store(out_ptr + o_d, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
     if STORE_LAST_STATE:
         tl.store(last_state_ptr + o_dn, b_h, mask=m_dn)
 
 
 @triton.jit
 def _selective_scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     dout_ptr, dlast_ptr, ckpt_ptr,
     du_ptr, ddelta_ptr, dz_ptr,
     dA_part_ptr, dB_part_ptr, dC_part_ptr, dD_part_ptr, dbias_part_ptr,
@@ -154,6 +198,8 @@ def _selective_scan_bwd_kernel(
     HAS_DELTA_BIAS: tl.constexpr,
     DELTA_SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    LAST_ONLY: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -173,10 +219,13 @@ def _selective_scan_bwd_kernel(
     if HAS_DELTA_BIAS:
         b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
     # 64-bit batch offsets in the scalar base pointers, 32-bit offsets inside one batch element.
-    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, dout and their gradients
+    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, the full dout and the gradients
     u_ptr += p_bdl
     delta_ptr += p_bdl
-    dout_ptr += p_bdl
+    if LAST_ONLY:
+        dout_ptr += i_b64 * dim  # dout is (batch, dim)
+    else:
+        dout_ptr += p_bdl
     du_ptr += p_bdl
     ddelta_ptr += p_bdl
     if HAS_Z:
@@ -206,15 +255,24 @@ def _selective_scan_bwd_kernel(
     b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
     b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
 
-    n_chunks = tl.cdiv(seqlen, CHUNK_T)
+    # The row's steps (the forward walked no further); the host zero-fills the gradients after them.
+    if HAS_LENGTHS:
+        n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
+    else:
+        n_steps = seqlen
+    if LAST_ONLY:
+        b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+    else:
+        b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
+    n_chunks = tl.cdiv(n_steps, CHUNK_T)
     for i_rev in range(0, n_chunks):
         i_c = n_chunks - 1 - i_rev
         o_t = i_c * CHUNK_T + o_c  # [BT]
-        m_t = o_t < seqlen
+        m_t = o_t < n_steps
         m = m_d[:, None] & m_t[None, :]  # [BD, BT]
-        m_next = m_d[:, None] & (o_t + 1 < seqlen)[None, :]
+        m_next = m_d[:, None] & (o_t + 1 < n_steps)[None, :]
         o_dt = o_d[:, None] * seqlen + o_t[None, :]  # [BD, BT]
-        i_last = tl.minimum(CHUNK_T, seqlen - i_c * CHUNK_T) - 1  # last valid position in the chunk
+        i_last = tl.minimum(CHUNK_T, n_steps - i_c * CHUNK_T) - 1  # last valid position in the chunk
 
         b_u = tl.load(u_ptr + o_dt, mask=m, other=0.0).to(tl.float32)  # [BD, BT]
         b_dt = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
@@ -229,7 +287,7 @@ def _selective_scan_bwd_kernel(
         b_dt = tl.where(m, b_dt, 0.0)
         b_dtn = tl.where(m_next, b_dtn, 0.0)
         b_dtu = b_dt * b_u
-        b_dy = tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+        b_dy = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
         if HAS_Z:
             b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
             b_dy *= b_z * tl.sigmoid(b_z)
@@ -278,7 +336,7 @@ def _selective_scan_bwd_kernel(
         tl.store(du_ptr + o_dt, b_du.to(du_ptr.dtype.element_ty), mask=m)
         # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
         if HAS_Z:
-            b_dout = tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
+            b_dout = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
             b_sig = tl.sigmoid(b_z)
             b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
             tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
@@ -319,10 +377,15 @@ def _dummy(t: torch.Tensor) -> torch.Tensor:
     return t.new_empty(0)
 
 
-def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, store_checkpoints):
+def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state, last_only,
+                store_checkpoints):
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
     n_ckpt = num_checkpoints(seqlen) if store_checkpoints else 0
-    out = torch.empty_like(u)
+    if last_only:
+        out = u.new_empty(batch, dim)
+    else:
+        # The kernel writes each row's steps only; padded steps' outputs are 0.
+        out = torch.empty_like(u) if lengths is None else torch.zeros_like(u)
     last_state = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=torch.float32)
     ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=torch.float32)
     block_n = triton.next_power_of_2(dstate)
@@ -331,38 +394,43 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last
     _selective_scan_fwd_kernel[(n_dblocks * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
-        _dummy(u) if delta_bias is None else delta_bias,
+        _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         out, last_state, ckpt,
         dim, seqlen, dstate, dim // groups, groups, n_ckpt, n_dblocks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
-        CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
+        HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only, CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=block_n,
         num_warps=FWD_NUM_WARPS,
     )
     return out, last_state, ckpt
 
 
-def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus):
+def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus, *, lengths=None,
+                last_only=False):
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
     block_d = _block_d(BWD_BLOCK_D, dim, groups)
     n_dblocks = triton.cdiv(dim, block_d)
     f32 = dict(dtype=torch.float32, device=u.device)
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else _dummy(u)
+    # The kernel writes each row's steps only; the gradients at padded steps are 0.
+    per_step = torch.empty if lengths is None else torch.zeros
+    du, ddelta = per_step(u.shape, dtype=u.dtype, device=u.device), per_step(delta.shape, dtype=delta.dtype,
+                                                                              device=u.device)
+    dz = per_step(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
     dA_part = torch.empty(batch, dim, dstate, **f32)
-    dB_part = torch.empty(batch, n_dblocks, dstate, seqlen, **f32)
-    dC_part = torch.empty(batch, n_dblocks, dstate, seqlen, **f32)
+    dB_part = per_step(batch, n_dblocks, dstate, seqlen, **f32)
+    dC_part = per_step(batch, n_dblocks, dstate, seqlen, **f32)
     dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
     dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
     _selective_scan_bwd_kernel[(n_dblocks * batch,)](
         u, delta, A, B, C,
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
-        _dummy(u) if delta_bias is None else delta_bias,
+        _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
         du, ddelta, dz, dA_part, dB_part, dC_part, dD_part, dbias_part,
         dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], n_dblocks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
+        HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
         CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
         num_warps=BWD_NUM_WARPS,
     )
@@ -380,35 +448,61 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _backend_for(u: torch.Tensor) -> backend.Backend:
+    """Where a call runs. The compiled CPU kernel computes in fp32, so float64 runs the PyTorch path."""
+    be = backend.select(u.device, "selective_scan_fn", cpu_kernel=True)
+    return "torch" if be == "cpu" and u.dtype == torch.float64 else be
+
+
+def _num_saved_checkpoints(u: torch.Tensor, store_checkpoints: bool) -> int:
+    """States the forward keeps for backward; the compiled CPU backward recomputes from the start."""
+    if not store_checkpoints or _backend_for(u) == "cpu":
+        return 0
+    return num_checkpoints(u.shape[2])
+
+
 # ----------------------------------------------------------------------------- torch.library ops
 @torch.library.custom_op("mdaf_kernels::selective_scan_fwd", mutates_args=())
 def selective_scan_fwd(
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
-    delta_softplus: bool, return_last_state: bool, store_checkpoints: bool,
+    lengths: torch.Tensor | None, delta_softplus: bool, return_last_state: bool, last_only: bool,
+    store_checkpoints: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out, last_state or an empty tensor, checkpoints (batch, n_ckpt, dim, N) for the backward).
 
-    ``store_checkpoints`` False (no gradient will be asked for) skips the checkpoints: n_ckpt = 0.
+    ``out`` is (batch, dim, L), or (batch, dim) with ``last_only``. ``store_checkpoints`` False (no
+    gradient will be asked for) skips the checkpoints: n_ckpt = 0.
     """
-    if backend.select(u.device, "selective_scan_fn") == "triton":
+    be = _backend_for(u)
+    if be == "triton":
         _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
-        return _triton_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                           store_checkpoints)
-    out, last_state, ckpt = selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                                       store_checkpoints)
+        return _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state,
+                           last_only, store_checkpoints)
+    if be == "cpu":
+        from mdaf_kernels.cpu.selective_scan import selective_scan_cpu_fwd
+
+        out, last_state = selective_scan_cpu_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus,
+                                                 return_last_state, last_only)
+        batch, dim, _, dstate, _ = _layout(u, A, B)
+        return out, last_state, u.new_empty(batch, 0, dim, dstate, dtype=torch.float32)
+    out, last_state, ckpt = selective_scan_chunked_fwd(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, store_checkpoints, lengths=lengths,
+        last_only=last_only)
     if not return_last_state:
         last_state = last_state.new_empty(0)
     return out, last_state, ckpt
 
 
 @selective_scan_fwd.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, store_checkpoints):
+def _(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state, last_only,
+      store_checkpoints):
     batch, dim, seqlen, dstate, _ = _layout(u, A, B)
     sdt = _state_dtype(u.dtype)
+    out = u.new_empty(batch, dim) if last_only else torch.empty_like(u)
     last = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=sdt)
-    ckpt = u.new_empty((batch, num_checkpoints(seqlen) if store_checkpoints else 0, dim, dstate), dtype=sdt)
-    return torch.empty_like(u), last, ckpt
+    ckpt = u.new_empty((batch, _num_saved_checkpoints(u, store_checkpoints), dim, dstate), dtype=sdt)
+    return out, last, ckpt
 
 
 @torch.library.custom_op("mdaf_kernels::selective_scan_bwd", mutates_args=())
@@ -416,24 +510,34 @@ def selective_scan_bwd(
     dout: torch.Tensor, dlast_state: torch.Tensor | None,
     u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
-    checkpoints: torch.Tensor, delta_softplus: bool,
+    lengths: torch.Tensor | None, checkpoints: torch.Tensor, delta_softplus: bool, last_only: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
            torch.Tensor]:
-    """(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input's gradient is an empty tensor."""
+    """(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input's gradient is an empty tensor.
+
+    ``dout`` is the gradient of the forward's ``out`` ((batch, dim) with ``last_only``).
+    """
     dout = dout.contiguous()
     if dlast_state is not None:
         dlast_state = dlast_state.contiguous()
-    if backend.select(u.device, "selective_scan_fn") == "triton":
-        _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
-        bwd = _triton_bwd
+    be = _backend_for(u)
+    if be == "cpu":
+        from mdaf_kernels.cpu.selective_scan import selective_scan_cpu_bwd
+
+        grads = selective_scan_cpu_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, lengths,
+                                       delta_softplus, last_only)
     else:
-        bwd = selective_scan_chunked_bwd
-    grads = bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus)
+        if be == "triton":
+            _check_triton_dtypes(u, delta, A, B, C, D, z, delta_bias)
+        bwd = _triton_bwd if be == "triton" else selective_scan_chunked_bwd
+        grads = bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus,
+                    lengths=lengths, last_only=last_only)
     return tuple(u.new_empty(0) if g is None else g for g in grads)
 
 
 @selective_scan_bwd.register_fake
-def _(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta_softplus):
+def _(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, lengths, checkpoints, delta_softplus,
+      last_only):
     def like(t):
         return u.new_empty(0) if t is None else torch.empty_like(t)
 
@@ -442,26 +546,29 @@ def _(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints, delta
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, store_checkpoints = inputs
+    (u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state, last_only,
+     store_checkpoints) = inputs
     if not store_checkpoints and num_checkpoints(u.shape[2]) > 0:
         raise RuntimeError("selective_scan_fwd: a gradient was required of a call made with "
                            "store_checkpoints=False")
     ctx.delta_softplus = delta_softplus
     ctx.return_last_state = return_last_state
-    ctx.backend = backend.select(u.device, "selective_scan_fn")
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[2])
+    ctx.last_only = last_only
+    ctx.backend = _backend_for(u)
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, lengths, output[2])
     ctx.mark_non_differentiable(output[2])
 
 
 def _backward(ctx, dout, dlast_state, _dckpt):
-    u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+    u, delta, A, B, C, D, z, delta_bias, lengths, ckpt = ctx.saved_tensors
     if not ctx.return_last_state or (dlast_state is not None and dlast_state.numel() == 0):
         dlast_state = None
     with backend.use(ctx.backend):  # the backward runs where its forward ran
         du, ddelta, dA, dB, dC, dD, dz, ddelta_bias = selective_scan_bwd(
-            dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, ctx.delta_softplus)
+            dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, lengths, ckpt, ctx.delta_softplus,
+            ctx.last_only)
     return (du, ddelta, dA, dB, dC, dD if D is not None else None, dz if z is not None else None,
-            ddelta_bias if delta_bias is not None else None, None, None, None)
+            ddelta_bias if delta_bias is not None else None, None, None, None, None, None)
 
 
 selective_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -471,7 +578,10 @@ selective_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
 _IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-def _check_args(u, delta, A, B, C, D, z, delta_bias) -> None:
+_LENGTH_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _check_args(u, delta, A, B, C, D, z, delta_bias, lengths) -> None:
     check_tensor("u", u, ndim=3, dtypes=_IO_DTYPES)
     batch, dim, seqlen = u.shape
     dev = u.device
@@ -502,6 +612,14 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias) -> None:
         if t is not None:
             check_tensor(name, t, ndim=1, dtypes=_IO_DTYPES, device=dev)
             check_shape(name, t, (dim,), "(dim,)")
+    if lengths is not None:
+        check_tensor("lengths", lengths, ndim=1, dtypes=_LENGTH_DTYPES, device=dev)
+        check_shape("lengths", lengths, (batch,), "(batch,)")
+        # A value check reads the tensor (a device sync); a compiled graph skips it.
+        if not torch.compiler.is_compiling() and batch > 0:
+            lo, hi = int(lengths.min()), int(lengths.max())
+            if lo < 0 or hi > seqlen:
+                raise ValueError(f"lengths: expected values in [0, L={seqlen}], got values in [{lo}, {hi}]")
 
 
 def _check_triton_dtypes(*tensors: torch.Tensor | None) -> None:
@@ -522,23 +640,34 @@ def selective_scan_fn(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
+    *,
+    lengths: torch.Tensor | None = None,
+    last_only: bool = False,
 ):
-    """Mamba-1 selective scan with mamba_ssm's signature and semantics.
+    """Mamba-1 selective scan with mamba_ssm's signature and semantics, plus per-row lengths and a
+    last-position output.
 
     u, delta, z: (batch, dim, L); A: (dim, N) real; B, C: (batch, N, L) or (batch, G, N, L) with
     ``dim % G == 0``; D, delta_bias: (dim,). Returns ``out`` (batch, dim, L) in ``u``'s dtype, or
     ``(out, last_state)`` with ``last_state`` (batch, dim, N) fp32 when ``return_last_state``.
     Every input gets a gradient, the last state included. N is limited to ``MAX_DSTATE``.
 
-    Padding: a step with effective delta 0 (after delta_bias and softplus) leaves the state as it
-    was, so zero it at padded positions for padding-independent valid outputs.
+    ``lengths`` (batch,) integer, values in [0, L]: steps ``t >= lengths[b]`` of row ``b`` are
+    padding (right padding): they leave the state unchanged and their output is 0; ``last_state``
+    is the state after ``lengths[b]`` steps. ``last_only``: ``out`` is (batch, dim), the output at
+    position ``lengths[b] - 1`` (``L - 1`` without lengths), 0 for rows of length 0; only that
+    position is read out, and its gradients equal the full path's read there.
+
+    Padding without lengths: a step with effective delta 0 (after delta_bias and softplus) leaves
+    the state as it was, so zero it at padded positions for padding-independent valid outputs.
     """
-    _check_args(u, delta, A, B, C, D, z, delta_bias)
+    _check_args(u, delta, A, B, C, D, z, delta_bias, lengths)
     out, last_state, _ = selective_scan_fwd(
         u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
         None if D is None else D.contiguous(), None if z is None else z.contiguous(),
         None if delta_bias is None else delta_bias.contiguous(),
-        bool(delta_softplus), bool(return_last_state),
+        None if lengths is None else lengths.contiguous(),
+        bool(delta_softplus), bool(return_last_state), bool(last_only),
         torch.is_grad_enabled() and any(t is not None and t.requires_grad
                                         for t in (u, delta, A, B, C, D, z, delta_bias)),
     )
@@ -548,7 +677,8 @@ def selective_scan_fn(
 # ----------------------------------------------------------------------------- compile report
 def compile_specs() -> list[KernelSpec]:
     """Both kernels at the MDAF shape (batch 2048, dim 128, L 50, N 32) with D, z, delta_bias and
-    softplus, fp32 and bf16 I/O, specialised as a JIT launch at that shape would be."""
+    softplus, fp32 and bf16 I/O, specialised as a JIT launch at that shape would be: the full output
+    without lengths, and the CTR variant (per-row lengths, last position only)."""
     dim, seqlen, dstate = 128, 50, 32
     fwd_block_d = _block_d(min(FWD_BLOCK_D, FWD_MAX_TILE // triton.next_power_of_2(dstate)), dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
@@ -556,6 +686,8 @@ def compile_specs() -> list[KernelSpec]:
             "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
     flags = dict(HAS_D=True, HAS_Z=True, HAS_DELTA_BIAS=True, DELTA_SOFTPLUS=True, CHUNK_T=CHUNK,
                  BLOCK_N=triton.next_power_of_2(dstate))
+    variants = {"": dict(HAS_LENGTHS=False, LAST_ONLY=False),
+                ",lengths,last_only": dict(HAS_LENGTHS=True, LAST_ONLY=True)}
     specs = []
     for dtype in ("fp32", "bf16"):
         io = ("u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr",
@@ -563,12 +695,16 @@ def compile_specs() -> list[KernelSpec]:
         pointers = {name: dtype if name in io else "fp32" for name in (
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
             "dB_part_ptr", "dC_part_ptr", "dD_part_ptr", "dbias_part_ptr")}
+        pointers["lengths_ptr"] = "i64"
         fwd_ints = dict(ints, n_dblocks=triton.cdiv(dim, fwd_block_d))
-        specs.append(jit_spec(
-            f"selective_scan_fwd[{dtype}]", _selective_scan_fwd_kernel, pointers=pointers, ints=fwd_ints,
-            constexprs=dict(flags, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d), num_warps=FWD_NUM_WARPS))
-        specs.append(jit_spec(
-            f"selective_scan_bwd[{dtype}]", _selective_scan_bwd_kernel, pointers=pointers, ints=ints,
-            constexprs=dict(flags, HAS_DLAST=False, BLOCK_D=bwd_block_d), num_warps=BWD_NUM_WARPS))
+        for suffix, variant in variants.items():
+            specs.append(jit_spec(
+                f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel, pointers=pointers,
+                ints=fwd_ints, constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d),
+                num_warps=FWD_NUM_WARPS))
+            specs.append(jit_spec(
+                f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
+                ints=ints,
+                constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d),
+                num_warps=BWD_NUM_WARPS))
     return specs
-

@@ -7,6 +7,10 @@ Semantics and layouts are mamba_ssm's ``selective_scan_fn``:
   ``d // (dim // G)``
 - ``delta <- softplus(delta + delta_bias)`` (bias first, then softplus when ``delta_softplus``)
 - ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t . h_t + D u_t``, ``y *= silu(z)``
+- ``lengths`` (batch,): step ``t >= lengths[b]`` of row ``b`` is padding: it leaves the state as it
+  was (an effective delta of 0) and its output is 0
+- ``last_only``: the output is (batch, dim), ``y`` at position ``lengths[b] - 1`` (``L - 1`` without
+  lengths), 0 for an empty row
 
 Two implementations live here:
 
@@ -62,11 +66,15 @@ def selective_scan_ref(
     delta_bias: torch.Tensor | None = None,
     delta_softplus: bool = False,
     return_last_state: bool = False,
+    *,
+    lengths: torch.Tensor | None = None,
+    last_only: bool = False,
 ):
     """The selective scan as a direct loop over time, differentiable by ordinary autograd.
 
-    Returns ``out`` (batch, dim, L) in ``u``'s dtype, or ``(out, last_state)`` with
-    ``last_state`` (batch, dim, N) in the compute dtype when ``return_last_state``.
+    Returns ``out`` (batch, dim, L), or (batch, dim) with ``last_only``, in ``u``'s dtype, or
+    ``(out, last_state)`` with ``last_state`` (batch, dim, N) in the compute dtype when
+    ``return_last_state``.
     """
     dtype_in = u.dtype
     cdt = _compute_dtype(u.dtype)
@@ -76,6 +84,9 @@ def selective_scan_ref(
     groups = Bg.shape[1]
     u_c = u.to(cdt)
     dt = effective_delta(delta, delta_bias, delta_softplus).to(cdt)
+    valid = _valid_steps(lengths, batch, length, u.device)  # [b, L] or None
+    if valid is not None:
+        dt = torch.where(valid[:, None, :], dt, 0.0)
     A_g = A.to(cdt).view(groups, dim // groups, n_state)  # [G, H, N]
     u_g = u_c.view(batch, groups, dim // groups, length)
     dt_g = dt.view(batch, groups, dim // groups, length)
@@ -90,10 +101,40 @@ def selective_scan_ref(
         y = y + u_c * D.to(cdt)[:, None]
     if z is not None:
         y = y * F.silu(z.to(cdt))
+    if valid is not None:
+        y = y * valid[:, None, :]
+    if last_only:
+        y = gather_last(y, lengths)
     out = y.to(dtype_in)
     if return_last_state:
         return out, h.reshape(batch, dim, n_state)
     return out
+
+
+def _valid_steps(lengths: torch.Tensor | None, batch: int, length: int,
+                 device: torch.device) -> torch.Tensor | None:
+    """[batch, L] bool, True where step t of row b is inside the row (None without lengths)."""
+    if lengths is None:
+        return None
+    return torch.arange(length, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+def last_positions(lengths: torch.Tensor | None, batch: int, length: int,
+                   device: torch.device) -> torch.Tensor:
+    """Index of each row's last valid step (batch,) int64, clamped to 0 for empty rows."""
+    if lengths is None:
+        return torch.full((batch,), length - 1, dtype=torch.int64, device=device)
+    return (lengths.to(device=device, dtype=torch.int64) - 1).clamp_(min=0)
+
+
+def gather_last(y: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(batch, dim, L) -> (batch, dim): position lengths[b] - 1 of each row, 0 where lengths[b] == 0."""
+    batch, dim, length = y.shape
+    idx = last_positions(lengths, batch, length, y.device)
+    last = y.gather(2, idx[:, None, None].expand(batch, dim, 1)).squeeze(2)
+    if lengths is None:
+        return last
+    return last * (lengths.to(y.device) > 0)[:, None]
 
 
 def num_checkpoints(length: int) -> int:
@@ -104,7 +145,7 @@ def num_checkpoints(length: int) -> int:
 class _Layout:
     """The inputs rearranged time-major for per-step slicing: [L, batch, G, H(, N)] contiguous."""
 
-    def __init__(self, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def __init__(self, u, delta, A, B, C, D, z, delta_bias, delta_softplus, lengths=None):
         cdt = _compute_dtype(u.dtype)
         self.cdt = cdt
         self.batch, self.dim, self.length = u.shape
@@ -117,7 +158,12 @@ class _Layout:
         if delta_bias is not None:
             self.delta_pre = self.delta_pre + delta_bias.to(cdt)[:, None]
         dt = F.softplus(self.delta_pre) if delta_softplus else self.delta_pre
+        valid = _valid_steps(lengths, self.batch, self.length, u.device)
+        # [L, b, 1, 1]: padded steps get delta = 0, so they leave the state unchanged.
+        self.valid = None if valid is None else valid.T[:, :, None, None]
         self.dt = dt.view(gshape).permute(3, 0, 1, 2).contiguous()  # [L, b, G, H]
+        if self.valid is not None:
+            self.dt.mul_(self.valid)
         self.u = u.to(cdt).view(gshape).permute(3, 0, 1, 2).contiguous()  # [L, b, G, H]
         self.B = Bg.to(cdt).permute(3, 0, 1, 2).contiguous()  # [L, b, G, N]
         self.C = Cg.to(cdt).permute(3, 0, 1, 2).contiguous()  # [L, b, G, N]
@@ -138,31 +184,48 @@ class _Layout:
         """C_t . h_t as [b, G, H] (a batched matmul: no [b, G, H, N] temporary)."""
         return torch.matmul(h, self.C[t, :, :, :, None]).squeeze(-1)
 
+    def finish(self, y: torch.Tensor, u: torch.Tensor, z: torch.Tensor | None,
+               valid: torch.Tensor | None) -> torch.Tensor:
+        """C . h -> y: the D skip, the SiLU(z) gate and zero outside the rows (in place)."""
+        if self.D is not None:
+            y.addcmul_(u, self.D)
+        if z is not None:
+            y.mul_(F.silu(z))
+        if valid is not None:
+            y.mul_(valid)
+        return y
+
 
 @torch.no_grad()
 def selective_scan_chunked_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                               store_checkpoints=True):
+                               store_checkpoints=True, *, lengths=None, last_only=False):
     """Forward keeping only the running state.
 
-    Returns ``(out, last_state, checkpoints)``: ``out`` (batch, dim, L) in ``u``'s dtype,
-    ``last_state`` (batch, dim, N) and ``checkpoints`` (batch, num_checkpoints(L), dim, N) in the
-    compute dtype; checkpoint ``k`` is the state after step ``(k + 1) * CHUNK - 1`` (none when
-    ``store_checkpoints`` is False).
+    Returns ``(out, last_state, checkpoints)``: ``out`` (batch, dim, L), or (batch, dim) with
+    ``last_only``, in ``u``'s dtype, ``last_state`` (batch, dim, N) and ``checkpoints``
+    (batch, num_checkpoints(L), dim, N) in the compute dtype; checkpoint ``k`` is the state after step
+    ``(k + 1) * CHUNK - 1`` (none when ``store_checkpoints`` is False).
     """
-    lay = _Layout(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    lay = _Layout(u, delta, A, B, C, D, z, delta_bias, delta_softplus, lengths)
     h = lay.u.new_zeros(lay.batch, lay.groups, lay.heads, lay.n_state)
-    y = lay.u.new_empty(lay.length, lay.batch, lay.groups, lay.heads)
+    y = None if last_only else lay.u.new_empty(lay.length, lay.batch, lay.groups, lay.heads)
     checkpoints = []
     for t in range(lay.length):
         if store_checkpoints and t > 0 and t % CHUNK == 0:
             checkpoints.append(h)
         h = lay.step(h, t)
-        y[t] = lay.readout(h, t)
-    if lay.D is not None:
-        y.addcmul_(lay.u, lay.D)
-    if lay.z is not None:
-        y.mul_(F.silu(lay.z))
-    out = y.permute(1, 2, 3, 0).reshape(lay.batch, lay.dim, lay.length).to(u.dtype).contiguous()
+        if y is not None:
+            y[t] = lay.readout(h, t)
+    if last_only:
+        # Padded steps left the state unchanged, so the final state is the one at the last valid step.
+        idx, rows = last_positions(lengths, lay.batch, lay.length, u.device), torch.arange(lay.batch)
+        y_last = torch.matmul(h, lay.C[idx, rows, :, :, None]).squeeze(-1)  # [b, G, H]
+        nonempty = None if lengths is None else (lengths > 0).to(lay.cdt)[:, None, None]
+        y_last = lay.finish(y_last, lay.u[idx, rows], None if lay.z is None else lay.z[idx, rows], nonempty)
+        out = y_last.reshape(lay.batch, lay.dim).to(u.dtype)
+    else:
+        lay.finish(y, lay.u, lay.z, lay.valid)
+        out = y.permute(1, 2, 3, 0).reshape(lay.batch, lay.dim, lay.length).to(u.dtype).contiguous()
     last_state = h.reshape(lay.batch, lay.dim, lay.n_state)
     if checkpoints:
         ckpt = torch.stack(checkpoints, dim=1).reshape(lay.batch, len(checkpoints), lay.dim, lay.n_state)
@@ -173,17 +236,26 @@ def selective_scan_chunked_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=Non
 
 @torch.no_grad()
 def selective_scan_chunked_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, checkpoints,
-                               delta_softplus=False):
+                               delta_softplus=False, *, lengths=None, last_only=False):
     """Gradients of ``selective_scan_chunked_fwd`` by recomputation from ``checkpoints``.
 
-    ``dlast_state`` (batch, dim, N) or None is the gradient of the returned last state. Returns
+    ``dout`` is the gradient of ``out`` ((batch, dim) with ``last_only``); ``dlast_state``
+    (batch, dim, N) or None is the gradient of the returned last state. Returns
     ``(du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)`` in the dtypes of the matching inputs, None
     for inputs that were None.
     """
-    lay = _Layout(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    lay = _Layout(u, delta, A, B, C, D, z, delta_bias, delta_softplus, lengths)
     b, G, H, N, L = lay.batch, lay.groups, lay.heads, lay.n_state, lay.length
     cdt = lay.cdt
-    dout_t = dout.to(cdt).view(b, G, H, L).permute(3, 0, 1, 2)  # [L, b, G, H]
+    if last_only:
+        # The last-position output is the full output read at one step: its gradient enters there.
+        dout_t = lay.u.new_zeros(L, b, G, H)
+        idx = last_positions(lengths, b, L, u.device)
+        dout_t[idx, torch.arange(b)] = dout.to(cdt).view(b, G, H)
+    else:
+        dout_t = dout.to(cdt).view(b, G, H, L).permute(3, 0, 1, 2)  # [L, b, G, H]
+    if lay.valid is not None:
+        dout_t = dout_t * lay.valid  # padded outputs are constant 0
     dy = dout_t * F.silu(lay.z) if lay.z is not None else dout_t.contiguous()
     ckpt = checkpoints.to(cdt).view(b, -1, G, H, N)
 
@@ -241,6 +313,8 @@ def selective_scan_chunked_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta
                 carry = dh.mul_(decay)
             del states, decays
 
+    if lay.valid is not None:
+        ddt.mul_(lay.valid)  # the padded steps' delta was replaced by the constant 0
     if lay.D is not None:
         du.addcmul_(dy, lay.D)
     dD = None if lay.D is None else torch.einsum("lbgh,lbgh->gh", dy, lay.u).reshape(-1)

@@ -18,7 +18,7 @@ def mamba_oracle(params: dict[str, torch.Tensor], x: torch.Tensor, d_state: int,
                  dt_rank: int) -> torch.Tensor:
     """mamba_ssm's slow path written out with plain torch ops (no mdaf_kernels op involved)."""
     seqlen = x.shape[1]
-    xz = (x @ params["in_proj.weight"].t()).transpose(1, 2)
+    xz = (x @ params["in_proj.weight"].t() + params.get("in_proj.bias", 0.0)).transpose(1, 2)
     u, z = xz.chunk(2, dim=1)
     w = params["conv1d.weight"]
     u = F.conv1d(u, w, params["conv1d.bias"], padding=w.shape[-1] - 1, groups=w.shape[0])
@@ -29,7 +29,7 @@ def mamba_oracle(params: dict[str, torch.Tensor], x: torch.Tensor, d_state: int,
     A = -torch.exp(params["A_log"])
     y = selective_scan_ref(u, dt, A, B.transpose(1, 2), C.transpose(1, 2), params["D"], z=z,
                            delta_bias=params["dt_proj.bias"], delta_softplus=True)
-    return y.transpose(1, 2) @ params["out_proj.weight"].t()
+    return y.transpose(1, 2) @ params["out_proj.weight"].t() + params.get("out_proj.bias", 0.0)
 
 
 def make_block(d_model=8, d_state=4, **kw):
@@ -98,6 +98,70 @@ def test_mask_makes_valid_outputs_and_gradients_padding_independent(be, left, ri
         assert_close(g_p, g, torch.float32, name=f"d{name}")
 
 
+def read_last(states: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(batch, L, d) -> (batch, d): row b at position lengths[b] - 1 (L - 1 without lengths), zeros when
+    the row is empty."""
+    if lengths is None:
+        return states[:, -1]
+    rows = torch.arange(states.shape[0])
+    last = states[rows, (lengths - 1).clamp(min=0)]
+    return torch.where((lengths > 0)[:, None], last, torch.zeros_like(last))
+
+
+@pytest.mark.parametrize("be, seqlen, lengths", [
+    ("torch", 40, [0, 1, 40, 17]),
+    ("torch", 9, None),
+    ("triton", 7, [0, 1, 7, 4]),
+    ("triton", 5, None),
+])
+def test_last_only_matches_float64_oracle_read_at_the_last_position(be, seqlen, lengths, seeded, device):
+    # Linear biases on: out_proj's bias must not leak into the zeros of an empty row.
+    block = make_block(bias=True).to(device if be == "triton" else "cpu")
+    batch = 4 if lengths is not None else 2
+    lens = None if lengths is None else torch.tensor(lengths)
+    x = torch.randn(batch, seqlen, 8, generator=seeded)
+    dout = torch.randn(batch, 8, generator=seeded)
+
+    params64 = {k: p.detach().double().cpu().requires_grad_() for k, p in block.named_parameters()}
+    x64 = x.double().requires_grad_()
+    ref = read_last(mamba_oracle(params64, x64, block.d_state, block.dt_rank), lens)
+    ref_grads = torch.autograd.grad((ref * dout.double()).sum(), [x64, *params64.values()])
+
+    dev = block.D.device
+    x32 = x.to(dev).requires_grad_()
+    with backend.use(be):
+        out = block(x32, lengths=None if lens is None else lens.to(dev), last_only=True)
+        grads = torch.autograd.grad((out * dout.to(dev)).sum(), [x32, *block.parameters()])
+    assert out.shape == (batch, 8)
+    assert_close(out, ref, torch.float32, name="out")
+    if lens is not None:
+        assert torch.count_nonzero(out[lens == 0]) == 0
+    for name, g, g_ref in zip(["x", *params64], grads, ref_grads, strict=True):
+        # Parameter gradients sum over batch and time: allow for that accumulation.
+        assert_close(g, g_ref, torch.float32, name=f"d{name}", factor=3.0)
+
+
+def test_lengths_leave_valid_outputs_as_the_full_path(seeded):
+    block = make_block()
+    lengths = torch.tensor([0, 1, 13, 6])
+    x = torch.randn(4, 13, 8, generator=seeded)
+    with backend.use("torch"):
+        full, short = block(x), block(x, lengths=lengths)
+    valid = torch.arange(13)[None, :] < lengths[:, None]
+    assert_close(short[valid], full[valid], torch.float32, name="valid outputs")
+
+
+def test_last_only_with_a_mask_reads_zero_at_a_padded_last_position(seeded):
+    block = make_block()
+    x = torch.randn(2, 6, 8, generator=seeded)
+    mask = torch.tensor([[True] * 6, [False] * 2 + [True] * 3 + [False]])  # row 1 ends on padding
+    with backend.use("torch"):
+        full = block(x, mask)
+        last = block(x, mask, last_only=True)
+    assert_close(last[0], full[0, -1], torch.float32, name="row 0")
+    assert torch.count_nonzero(last[1]) == 0
+
+
 def test_all_true_mask_equals_no_mask(seeded):
     block = make_block()
     x = torch.randn(2, 9, 8, generator=seeded)
@@ -132,3 +196,5 @@ def test_bad_shapes_raise():
         block(torch.randn(2, 5, 7))
     with pytest.raises(ValueError, match="mask: expected a bool tensor"):
         block(torch.randn(2, 5, 8), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="lengths: expected values in"):
+        block(torch.randn(2, 5, 8), lengths=torch.tensor([3, 6]), last_only=True)

@@ -1,7 +1,13 @@
-"""selective_scan_fn (Triton in the interpreter on CPU, and the torch backend) vs the float64 oracle."""
+"""selective_scan_fn (Triton in the interpreter on CPU, the compiled CPU kernel and the torch backend)
+vs the float64 oracle."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +18,15 @@ from mdaf_kernels.tools.memory import count_saved_tensors
 from tests.tolerance import assert_close
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+# The backends that run on CPU tensors without the interpreter.
+CPU_BACKENDS = ["cpu", "torch"]
+
+
+def runnable(be: str) -> str:
+    """``be``, skipping the test when it is the compiled CPU backend and numba is not installed."""
+    if be == "cpu":
+        pytest.importorskip("numba", reason="the compiled CPU kernel needs numba (the [cpu] extra)")
+    return be
 
 
 def make_inputs(batch, dim, length, dstate, dtype, *, groups=0, has_d=True, has_z=True, has_bias=True,
@@ -49,15 +64,18 @@ def grads_of(fn, ins, dout, dlast, **kw):
     return out, last, dict(zip(leaves, grads, strict=True))
 
 
-def check_against_oracle(ins, dtype, *, delta_softplus=True, with_last=True, grad_factor=1.0, gen=None):
+def check_against_oracle(ins, dtype, *, delta_softplus=True, with_last=True, grad_factor=1.0, gen=None,
+                         lengths=None, last_only=False):
     batch, dim, length = ins["u"].shape
     dstate = ins["A"].shape[1]
-    dout = torch.randn(batch, dim, length, generator=gen, dtype=torch.float64)
+    dout = torch.randn(*((batch, dim) if last_only else (batch, dim, length)), generator=gen,
+                       dtype=torch.float64)
     dlast = torch.randn(batch, dim, dstate, generator=gen, dtype=torch.float64) * with_last
     ins64 = {k: None if v is None else v.double().cpu() for k, v in ins.items()}
+    kw = dict(delta_softplus=delta_softplus, last_only=last_only)
     ref_out, ref_last, ref_grads = grads_of(selective_scan_ref, ins64, dout, dlast,
-                                            delta_softplus=delta_softplus)
-    out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast, delta_softplus=delta_softplus)
+                                            lengths=None if lengths is None else lengths.cpu(), **kw)
+    out, last, grads = grads_of(selective_scan_fn, ins, dout, dlast, lengths=lengths, **kw)
     assert out.dtype == dtype and last.dtype == torch.promote_types(dtype, torch.float32)
     assert_close(out, ref_out, dtype, name="out")
     assert_close(last, ref_last, dtype, name="last_state")
@@ -93,10 +111,66 @@ def test_triton_matches_float64_oracle(batch, dim, length, dstate, groups, dtype
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("length, groups", [(1, 0), (50, 0), (129, 2)])
-def test_torch_backend_matches_float64_oracle(length, groups, dtype, seeded):
-    ins = make_inputs(2, 12, length, 16, dtype, groups=groups, gen=seeded)
-    with backend.use("torch"):
+@pytest.mark.parametrize("be", CPU_BACKENDS)
+def test_cpu_backends_match_float64_oracle(be, length, groups, dtype, seeded):
+    ins = make_inputs(3, 12, length, 16, dtype, groups=groups, gen=seeded)
+    with backend.use(runnable(be)):
         check_against_oracle(ins, dtype, grad_factor=3.0, gen=seeded)
+
+
+@pytest.mark.parametrize("has_d, has_z, has_bias, softplus", [(False, False, False, False),
+                                                              (True, False, True, False)])
+def test_cpu_kernel_without_optional_inputs_matches_float64_oracle(has_d, has_z, has_bias, softplus, seeded):
+    ins = make_inputs(2, 10, 37, 7, torch.float32, has_d=has_d, has_z=has_z, has_bias=has_bias, gen=seeded)
+    with backend.use(runnable("cpu")):
+        check_against_oracle(ins, torch.float32, delta_softplus=softplus, grad_factor=3.0, gen=seeded)
+
+
+# Per-row lengths: empty rows, a single step, full rows and rows ending inside a later chunk.
+LENGTH_CASES = [
+    # batch, dim, L, N, groups, dtype, lengths
+    pytest.param(2, 20, 1, 4, 0, torch.float32, [0, 1], id="L1"),
+    pytest.param(4, 20, 40, 5, 0, torch.float32, [0, 1, 40, 33], id="L40-mixed"),
+    pytest.param(3, 24, 13, 16, 3, torch.float32, [13, 5, 0], id="L13-grouped"),
+    pytest.param(2, 20, 9, 32, 0, torch.bfloat16, [9, 4], id="L9-N32-bf16"),
+    pytest.param(2, 20, 6, 4, 0, torch.float32, None, id="L6-no-lengths"),
+]
+
+
+@pytest.mark.parametrize("last_only", [False, True], ids=["full", "last_only"])
+@pytest.mark.parametrize("batch, dim, length, dstate, groups, dtype, lengths", LENGTH_CASES)
+@pytest.mark.parametrize("be", ["triton", *CPU_BACKENDS])
+def test_lengths_and_last_only_match_float64_oracle(be, batch, dim, length, dstate, groups, dtype, lengths,
+                                                    last_only, seeded, device):
+    runnable(be)
+    dev = device if be == "triton" else torch.device("cpu")
+    ins = make_inputs(batch, dim, length, dstate, dtype, groups=groups, gen=seeded, device=dev)
+    lengths = None if lengths is None else torch.tensor(lengths, device=dev)
+    with backend.use(be):
+        check_against_oracle(ins, dtype, grad_factor=3.0, gen=seeded, lengths=lengths, last_only=last_only)
+
+
+def test_oracle_lengths_equal_truncated_rows_and_last_only_reads_the_last_step(seeded):
+    """The oracle's own semantics: a row with lengths[b] = n is the scan of its first n steps
+    followed by zeros, its last state is that scan's, and last_only reads position n - 1 (0 if n = 0)."""
+    lens = [0, 1, 4, 7]
+    ins = make_inputs(4, 6, 7, 3, torch.float64, gen=seeded)
+    ins = {k: None if v is None else v.double() for k, v in ins.items()}
+    lengths = torch.tensor(lens)
+    out, last = selective_scan_ref(**ins, delta_softplus=True, return_last_state=True, lengths=lengths)
+    out_last = selective_scan_ref(**ins, delta_softplus=True, lengths=lengths, last_only=True)
+    for b, n in enumerate(lens):
+        row = {k: v if v is None or k in ("A", "D", "delta_bias") else v[b:b + 1, ..., :n]
+               for k, v in ins.items()}
+        if n > 0:
+            out_b, last_b = selective_scan_ref(**row, delta_softplus=True, return_last_state=True)
+            torch.testing.assert_close(out[b, :, :n], out_b[0])
+            torch.testing.assert_close(last[b], last_b[0])
+            torch.testing.assert_close(out_last[b], out_b[0, :, -1])
+        else:
+            assert torch.equal(last[b], torch.zeros_like(last[b]))
+            assert torch.equal(out_last[b], torch.zeros_like(out_last[b]))
+        assert torch.equal(out[b, :, n:], torch.zeros_like(out[b, :, n:]))
 
 
 def test_torch_backend_float64_is_exact(seeded):
@@ -122,16 +196,18 @@ def test_no_checkpoints_without_grad(be, seeded, device):
     ins = make_inputs(1, 20, 40, 4, torch.float32, gen=seeded, device=device if be == "triton" else "cpu")
     args = [ins[k] for k in NAMES]
     with backend.use(be):
-        out, _, ckpt = selective_scan_fwd(*args, True, False, True)
-        out_inf, _, ckpt_inf = selective_scan_fwd(*args, True, False, False)
+        out, _, ckpt = selective_scan_fwd(*args, None, True, False, False, True)
+        out_inf, _, ckpt_inf = selective_scan_fwd(*args, None, True, False, False, False)
     assert ckpt.shape[1] == num_checkpoints(40) == 1 and ckpt_inf.shape[1] == 0
     assert torch.equal(out, out_inf)
 
 
-@pytest.mark.parametrize("be", ["triton", "torch"])
+@pytest.mark.parametrize("be", ["triton", *CPU_BACKENDS])
 @pytest.mark.parametrize("left, right", [(0, 5), (6, 0), (3, 35)])
 def test_padding_with_zero_delta_leaves_valid_positions_unchanged(be, left, right, seeded, device):
     """A sequence gives the same outputs and gradients whatever zero-delta padding surrounds it."""
+    runnable(be)
+    device = device if be == "triton" else torch.device("cpu")
     valid = 9
     ins = make_inputs(1, 20, valid, 4, torch.float32, has_bias=False, gen=seeded)
     dout = torch.randn(1, 20, valid, generator=seeded, dtype=torch.float64)
@@ -168,20 +244,42 @@ def test_reductions_are_deterministic(seeded, device):
         assert torch.equal(runs[0][name], runs[1][name]), f"d{name} differs between two identical runs"
 
 
+def test_cpu_kernel_gradients_do_not_depend_on_the_thread_count(seeded):
+    """The batch is split into a fixed number of parts, whatever the threads: same sums, same bits."""
+    ins = make_inputs(70, 6, 12, 4, torch.float32, gen=seeded)
+    dout = torch.randn(70, 6, 12, generator=seeded, dtype=torch.float64)
+    dlast = torch.zeros(70, 6, 4, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with backend.use(runnable("cpu")):
+                runs.append(grads_of(selective_scan_fn, ins, dout, dlast, delta_softplus=True)[2])
+    finally:
+        torch.set_num_threads(threads)
+    for name in NAMES:
+        assert torch.equal(runs[0][name], runs[1][name]), f"d{name} differs between 1 and 2 threads"
+
+
 def test_opcheck(seeded):
     ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
     for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
         ins[k].requires_grad_()
-    args = (*(ins[k] for k in NAMES), True, True, True)
-    with backend.use("torch"):
-        torch.library.opcheck(selective_scan_fwd, args)
+    for be in CPU_BACKENDS:
+        with backend.use(runnable(be)):
+            args = [ins[k] for k in NAMES]
+            torch.library.opcheck(selective_scan_fwd, (*args, None, True, True, False, True))
+            torch.library.opcheck(selective_scan_fwd, (*args, torch.tensor([0, 4]), True, True, True, True))
 
 
-def test_opcheck_triton(seeded, device):
+@pytest.mark.parametrize("lengths, last_only", [(None, False), ([3], True)])
+def test_opcheck_triton(lengths, last_only, seeded, device):
     ins = make_inputs(1, 4, 3, 2, torch.float32, gen=seeded, device=device)
     for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
         ins[k].requires_grad_()
-    args = (*(ins[k] for k in NAMES), True, False, True)
+    lengths = None if lengths is None else torch.tensor(lengths, device=device)
+    args = (*(ins[k] for k in NAMES), lengths, True, False, last_only, True)
     with backend.use("triton"):
         torch.library.opcheck(selective_scan_fwd, args)
 
@@ -199,13 +297,86 @@ def test_saved_for_backward_is_inputs_plus_checkpoints_no_larger_than_inputs(be,
     assert checkpoint_bytes <= input_bytes
 
 
+def test_cpu_kernel_saves_only_the_inputs(seeded):
+    """The compiled CPU backward recomputes each row from its start: no checkpoints are kept."""
+    ins = make_inputs(1, 20, 129, 32, torch.bfloat16, gen=seeded)
+    leaves = {k: v.requires_grad_() for k, v in ins.items()}
+    input_bytes = sum(t.numel() * t.element_size() for t in leaves.values())
+    with backend.use(runnable("cpu")), count_saved_tensors() as saved:
+        selective_scan_fn(**leaves, delta_softplus=True)
+    assert saved.activation_bytes == input_bytes
+
+
+def test_cpu_backend_runs_float64_exactly(seeded):
+    """The compiled kernel computes in fp32; float64 inputs run the (exact) PyTorch path instead."""
+    ins = make_inputs(2, 6, 40, 8, torch.float64, gen=seeded)
+    ins = {k: None if v is None else v.double() for k, v in ins.items()}
+    with backend.use(runnable("cpu")):
+        check_against_oracle(ins, torch.float64, gen=seeded, lengths=torch.tensor([40, 3]))
+
+
+def test_cpu_exp_relative_error_is_below_2e_7():
+    """The vectorisable exp of the CPU kernel against float64 exp over fp32's normal range."""
+    pytest.importorskip("numba")
+    from mdaf_kernels.cpu.selective_scan import exp_array
+
+    x = np.concatenate([np.linspace(-87.0, 88.0, 1_000_001), np.linspace(-1e-3, 1e-3, 10_001)])
+    x = x.astype(np.float32)
+    out = np.empty_like(x)
+    exp_array(x, out)
+    ref = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(out - ref) / ref) < 2e-7
+    tiny = np.linspace(-200.0, -87.0, 10_001).astype(np.float32)
+    exp_array(tiny, out[:tiny.size])
+    assert np.all((out[:tiny.size] >= 0) & (out[:tiny.size] < 2e-38))
+
+
+@pytest.fixture
+def numba_missing(monkeypatch):
+    """Simulate an environment without numba (auto backend, no interpreter)."""
+    from mdaf_kernels.cpu import compiler_available
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes ``import numba`` raise ImportError
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    monkeypatch.setattr(backend, "_warned_no_cpu_compiler", set())
+    compiler_available.cache_clear()
+    yield
+    compiler_available.cache_clear()
+
+
+def test_without_numba_auto_falls_back_with_one_one_line_warning(numba_missing, seeded):
+    ins = make_inputs(2, 6, 9, 4, torch.float32, gen=seeded)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert backend.select(torch.device("cpu"), "selective_scan_fn", cpu_kernel=True) == "torch"
+        check_against_oracle(ins, torch.float32, gen=seeded)
+        selective_scan_fn(**ins)
+    messages = [str(w.message) for w in caught if "numba" in str(w.message)]
+    assert len(messages) == 1 and "\n" not in messages[0], messages
+    assert "PyTorch path" in messages[0] and "mdaf-kernels[cpu]" in messages[0]
+
+
+def test_without_numba_an_explicit_cpu_request_raises(numba_missing, seeded):
+    ins = make_inputs(1, 4, 3, 2, torch.float32, gen=seeded)
+    with backend.use("cpu"), pytest.raises(backend.BackendUnavailableError, match="numba is not installed"):
+        selective_scan_fn(**ins)
+
+
+def test_import_does_not_import_numba():
+    code = ("import sys, mdaf_kernels; mdaf_kernels.selective_scan_fn; "
+            "assert 'numba' not in sys.modules, 'numba imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_float64_on_triton_raises(seeded):
     ins = make_inputs(1, 4, 3, 2, torch.float64, gen=seeded)
     with backend.use("triton"), pytest.raises(TypeError, match="float64 inputs run on the torch backend"):
         selective_scan_fn(**ins)
 
 
-def test_compiles_fullgraph(seeded):
+@pytest.mark.parametrize("be", CPU_BACKENDS)
+def test_compiles_fullgraph(be, seeded):
     """No graph break through the custom ops, forward and backward. aot_eager traces exactly what
     inductor would (fake kernels, autograd registration) without its CPU codegen (~1 min here)."""
     ins = make_inputs(2, 4, 5, 3, torch.float32, gen=seeded)
@@ -215,7 +386,7 @@ def test_compiles_fullgraph(seeded):
         out, last = selective_scan_fn(**kw, delta_softplus=True, return_last_state=True)
         return out.sum() + last.sum()
 
-    with backend.use("torch"):
+    with backend.use(runnable(be)):
         eager = f(**leaves)
         (g_eager,) = torch.autograd.grad(eager, [leaves["A"]])
         compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(**leaves)
@@ -241,6 +412,12 @@ def _good(**over):
     (dict(B=torch.zeros(1, 3, 2, 3), C=torch.zeros(1, 3, 2, 3)), "B: the number of groups"),
     (dict(z=torch.zeros(1, 4, 3, device="meta")), "z: expected a tensor on cpu"),
     (dict(D=torch.zeros(3)), "D: expected shape"),
+    (dict(lengths=torch.tensor([2.0])), "lengths: expected dtype"),
+    (dict(lengths=torch.tensor([2, 2])), "lengths: expected shape"),
+    (dict(lengths=torch.tensor([[2]])), "lengths: expected a 1-D tensor"),
+    (dict(lengths=torch.tensor([4])), r"lengths: expected values in \[0, L=3\], got values in \[4, 4\]"),
+    (dict(lengths=torch.tensor([-1])), r"lengths: expected values in \[0, L=3\]"),
+    (dict(lengths=torch.tensor([1], device="meta")), "lengths: expected a tensor on cpu"),
 ])
 def test_bad_input_raises_naming_the_argument(over, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -36,9 +36,9 @@ def test_reference_and_triton_backends_agree(name, overrides, ops, device, monke
     chosen = set()
     select = backend.select
 
-    def spy(dev, op="op"):
-        chosen.add((op, select(dev, op)))
-        return select(dev, op)
+    def spy(dev, op="op", **kwargs):
+        chosen.add((op, select(dev, op, **kwargs)))
+        return select(dev, op, **kwargs)
 
     monkeypatch.setattr(backend, "select", spy)
     with torch.no_grad(), backend.use("triton"):
