@@ -200,14 +200,15 @@ def render_summary(results: Mapping[str, Any]) -> str:
         ]
         stop = "early stop" if run.get("stopped_early") else "epoch limit"
         out += ["", f"## Training dynamics of `{name}` (Table 7), seed {run['seed']} ({stop})", ""]
+        out += ["Per epoch on the held-out last training day, which chooses the epoch; '*': kept.", ""]
         headers = [
             "epoch",
             "train loss",
             "train AUC",
-            "val AUC",
+            "held-out AUC",
             "gap",
-            "val logloss",
-            "val gAUC",
+            "held-out logloss",
+            "held-out gAUC",
             "samples/s",
             "best",
         ]
@@ -353,8 +354,8 @@ def write_plots(results: Mapping[str, Any], out_dir: str | Path) -> list[str]:
             ax.annotate(name, (ax.get_xlim()[0], floor["auc"]), fontsize=7, color="gray", va="bottom")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation AUC")
-        ax.set_title("Validation AUC per epoch (dashed: untrained floors)")
+        ax.set_ylabel("held-out AUC (last training day)")
+        ax.set_title("Held-out AUC per epoch (dashed: floors on validation)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out_dir / VAL_AUC_PLOT, dpi=110)
