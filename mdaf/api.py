@@ -3,7 +3,7 @@
 >>> model, info = mdaf.load("runs/example/mdaf/seed0/best.pt")
 >>> probs = mdaf.predict(model, frame)            # DataFrame: user, item, category, hist_items, hist_cats
 
-Ids are the pipeline's contiguous ids (0 = padding/unknown), as in the training arrays.
+Ids are the pipeline's contiguous ids (0 = padding, 1 = out of vocabulary), as in the training arrays.
 """
 
 from __future__ import annotations
