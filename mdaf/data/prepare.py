@@ -79,7 +79,36 @@ def format_stats(stats: dict) -> str:
                 f"{s['target_category_in_history']:>12.1%}"
             )
         lines.append("".join(cells))
-    return "\n".join(lines)
+    return "\n".join(lines + protocol_lines(stats))
+
+
+def protocol_lines(stats: dict) -> list[str]:
+    """What the negatives and the vocabulary did: the pool, the audit rates (0 where the protocol
+    excludes them) and the out-of-vocabulary shares per split."""
+    lines = []
+    samples = stats.get("samples", {})
+    audit = samples.get("negative_audit")
+    if audit and audit.get("negatives"):
+        lines.append(
+            f"negatives from {samples['negative_pool']}: clicked by the user before the sample"
+            f" {audit['clicked_before_sample']:.2%}, in the history {audit['in_history']:.2%}, first seen"
+            f" after the sample {audit['first_seen_after_sample']:.2%}"
+        )
+    if "vocabulary" in stats:
+        vocabulary = stats["vocabulary"]
+        lines.append(
+            f"vocabulary {vocabulary['kind']}, oov_min_count {vocabulary['oov_min_count']}:"
+            f" {vocabulary['description']}"
+        )
+    for split in ("train", "valid"):
+        oov = stats.get(split, {}).get("oov_share")
+        if oov:
+            lines.append(
+                f"out of vocabulary in {split}: targets of positives {oov['target_item_positives']:.1%},"
+                f" of negatives {oov['target_item_negatives']:.1%}, last history item"
+                f" {oov['last_history_item']:.1%}, users {oov['users']:.1%}"
+            )
+    return lines
 
 
 def file_digest(path: Path, cache_dir: Path | None = None) -> str:
@@ -300,7 +329,11 @@ def _run_pipeline(
     meta = DatasetMeta(
         num_users=num_users, num_items=num_items, num_categories=num_categories, max_len=config.max_len
     )
-    stats["vocabulary"] = {"kind": config.vocabulary, "description": P.VOCABULARIES[config.vocabulary]}
+    stats["vocabulary"] = {
+        "kind": config.vocabulary,
+        "oov_min_count": config.oov_min_count,
+        "description": P.VOCABULARIES[config.vocabulary],
+    }
     for split, part in (("train", train), ("valid", valid)):
         stats[split]["oov_share"] = P.oov_stats(part, clicks, maps)
     stats["tables"] = {"num_users": num_users, "num_items": num_items, "num_categories": num_categories}

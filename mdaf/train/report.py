@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mdaf.data.prepare import protocol_lines
+
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
 VAL_AUC_PLOT = "val_auc.png"
@@ -178,6 +180,9 @@ def render_summary(results: Mapping[str, Any]) -> str:
         out += ["", "## Data pipeline and filter impact (Table 6)", ""]
         keys = list(steps[0])
         out.append(md_table(keys, [[row.get(k) for k in keys] for row in steps]))
+        protocol = protocol_lines(data.get("stats") or {})
+        if protocol:
+            out += [""] + [f"- {line}" for line in protocol]
 
     for name in names:
         runs = results["models"][name].get("runs", [])
