@@ -149,6 +149,7 @@ def test_negatives_follow_their_scheme(default_file, default_events, scheme):
     audit = data.stats["samples"]["negative_audit"]
     assert audit["negatives"] > 0 and data.stats["samples"]["negative_pool"] == P.NEGATIVE_POOLS[scheme]
     assert audit["clicked_before_sample"] == audit["in_history"] == audit["first_seen_after_sample"] == 0.0
+    assert "clicked by the user before the sample 0.00%" in data.stats_table()
     # every negative shares time and history with a positive of the same user
     positive_keys = set(
         zip(train["user"][~neg], train["timestamp"][~neg], map(bytes, train["hist_items"][~neg]), strict=True)
