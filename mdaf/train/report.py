@@ -122,7 +122,8 @@ def render_summary(results: Mapping[str, Any]) -> str:
         "Mean ± standard deviation over seeds where there are several. Floors are scored in their better"
         " direction, max(AUC, 1 - AUC). 'vs floors': the paired bootstrap 95% interval of the AUC difference"
         " against the best floor, resampling users (first seed). 'train AUC': on training rows at the kept"
-        " epoch; a model more than 0.05 below the best is marked UNDER-TRAINED.",
+        " epoch; a model whose rise above 0.5 there is less than half the median model's is marked"
+        " UNDER-TRAINED.",
     ]
     selection = results.get("config", {}).get("selection")
     if selection:
