@@ -86,12 +86,13 @@ def stats_table(stats: Any) -> list[dict[str, Any]] | None:
             continue
         row: dict[str, Any] = {"step": step}
         for key, value in values.items():
-            if isinstance(value, (int, float, str, bool)):
+            if isinstance(value, (int, float, bool)):
                 row[key] = value
             elif key == "history_length" and isinstance(value, Mapping):
                 row["history mean"] = value.get("mean")
                 row["history p50"] = value.get("p50")
-        rows.append(row)
+        if len(row) > 1 and step != "vocabulary":  # the vocabulary is described under the table
+            rows.append(row)
     if not rows:
         return None
     columns = list(dict.fromkeys(k for row in rows for k in row))
