@@ -1,9 +1,0 @@
-#!/bin/bash
-# The real-sample run of issue 16 (CPU, what fits in one hour on a shared 2-core machine).
-SCHEME=$1
-PYTHONPATH=$PWD nice -n 10 python examples/train_taobao.py \
-  --data ../shared/data/taobao_userbehavior/userbehavior_head_815users.csv.gz \
-  --negative-scheme "$SCHEME" --max-samples-per-user 2 \
-  --models mdaf bst dcnv2 --seeds 0 1 2 \
-  --lr-candidates 1e-3 3e-3 --epochs 2 --batch-size 128 --train-eval-samples 1000 \
-  --num-threads 1 --no-progress --out runs/real-$SCHEME
