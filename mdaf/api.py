@@ -6,8 +6,9 @@
 >>> probs = mdaf.predict(model, prepared.valid)                       # prepared (contiguous) ids
 
 Raw ids go through the id maps fitted on the training split, which travel in the checkpoint: an id
-the training split never saw (a new user, item or category) becomes 0, the padding/unknown id, as
-for the validation split in training; such a history position still counts in the history length.
+that has no row of its own (unseen in training, or rarer there than the pipeline's ``oov_min_count``)
+becomes the out-of-vocabulary id 1, whose embedding was trained on such ids, as in training; 0 is
+padding only. Prepared ids are the pipeline's contiguous ids (0 = padding, 1 = out of vocabulary).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def encode_raw(
       log strictly before the row's timestamp, the most recent ``max_len``, oldest first. Log rows
       outside ``window`` (the training pipeline's, ``None`` for all) are dropped, as in training.
 
-    Ids the training split never saw map to 0, the padding/unknown id, as in training.
+    Ids without a row of their own (unseen in training, or too rare there) map to the out-of-vocabulary
+    id 1, as in training.
     """
     from mdaf.data.pipeline import IdMaps
 

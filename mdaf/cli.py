@@ -45,6 +45,10 @@ PIPELINE_HELP = {
     "window": "time window START,END in Unix seconds (none: keep every timestamp)",
     "utc_offset_hours": "time zone of the calendar days (the data is UTC+8)",
     "negative_max_tries": "redraws before a negative that collides with a click is dropped",
+    "vocabulary": "train (ids fitted on the training days, rare and unseen ids share a trained"
+    " out-of-vocabulary id) or all-days (transductive, for comparison only)",
+    "oov_min_count": "ids seen fewer times than this in the vocabulary's days map to the out-of-vocabulary"
+    " id",
     "seed": "seed of the pipeline's sampling",
 }
 TRAIN_FLAGS_HANDLED_APART = ("epochs", "seed", "device", "progress")
@@ -165,7 +169,7 @@ TRAIN_DESCRIPTION = (
 )
 PREDICT_DESCRIPTION = (
     "Score rows of raw Taobao ids with a trained checkpoint (its id maps turn raw ids into the model's;"
-    " ids unseen in training become the padding/unknown id 0, as in training). --data is either a"
+    " ids without a row of their own become the out-of-vocabulary id 1, as in training). --data is either a"
     " UserBehavior file (no header: user_id,item_id,category_id,behavior_type,timestamp), whose every"
     " row is scored with the user's earlier clicks in the same file (or --history-log) as history, or"
     " a CSV with a header holding user_id,item_id,category_id and either hist_item_ids and"
@@ -182,6 +186,7 @@ COMMAND_HELP = {
 
 def add_data_arguments(p: argparse.ArgumentParser, cpu_defaults: dict[str, str] | None = None) -> None:
     from mdaf.data import NEGATIVE_SCHEMES, PipelineConfig
+    from mdaf.data.pipeline import VOCABULARIES
 
     group = p.add_argument_group("data pipeline (mdaf.data.PipelineConfig; the paper's defaults)")
     group.add_argument("--data", metavar="PATH", help=DATA_HELP)
@@ -192,7 +197,7 @@ def add_data_arguments(p: argparse.ArgumentParser, cpu_defaults: dict[str, str] 
         dest_prefix="pipeline_",
         renames=PIPELINE_RENAMES,
         helps=PIPELINE_HELP,
-        choices={"negative_scheme": NEGATIVE_SCHEMES},
+        choices={"negative_scheme": NEGATIVE_SCHEMES, "vocabulary": tuple(VOCABULARIES)},
         cpu_defaults=cpu_defaults,
     )
 
@@ -242,6 +247,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="[MODEL.]FIELD=VALUE",
         help="model setting, e.g. embed_dim=32 (every model having the field) or bst.num_blocks=2; "
         "repeatable; VALUE is JSON or a string",
+    )
+    run.add_argument(
+        "--lr-candidates",
+        type=float,
+        nargs="+",
+        metavar="LR",
+        help="learning rates to choose from per model on the held-out training days (default: --lr alone)",
+    )
+    run.add_argument(
+        "--holdout-days",
+        type=int,
+        default=1,
+        help="last training days held out to choose the learning rate and the epoch; validation chooses"
+        " nothing (default: 1)",
     )
     run.add_argument(
         "--n-boot",
@@ -439,6 +458,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"--models: duplicate names in {models}")
     if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
         raise CliError(f"--seeds: give distinct non-negative seeds, got {args.seeds}")
+    if args.holdout_days < 1:
+        raise CliError(f"--holdout-days must be >= 1, got {args.holdout_days}")
+    if args.lr_candidates and (
+        any(lr <= 0 for lr in args.lr_candidates) or len(set(args.lr_candidates)) < len(args.lr_candidates)
+    ):
+        raise CliError(f"--lr-candidates: give distinct positive learning rates, got {args.lr_candidates}")
     if args.n_boot < 1:
         raise CliError(f"--n-boot must be >= 1, got {args.n_boot}")
     if args.resume and not args.out:
@@ -498,6 +523,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir=out_dir,
         data_path=data_path,
         model_overrides=overrides,
+        lr_candidates=args.lr_candidates,
+        holdout_days=args.holdout_days,
         n_boot=args.n_boot,
         name=name,
         note="; ".join(notes) or None,
@@ -513,8 +540,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mdaf.data import PipelineConfig
     from mdaf.train.config import TrainConfig
     from mdaf.train.experiment import gate_report
-    from mdaf.train.floors import floor_scores
-    from mdaf.train.metrics import auc, gauc
+    from mdaf.train.floors import floor_scores, oriented_floor
+    from mdaf.train.metrics import gauc
     from mdaf.train.trainer import Trainer
 
     model, info = load_checkpoint_argument(args.checkpoint, "checkpoint")
@@ -540,19 +567,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "model": info.model_name,
         "data": data_path,
         "metrics": evaluation.metrics,
-        "floors": {
-            k: {"auc": auc(labels, s), "gauc": gauc(users, labels, s)}
-            for k, s in floor_scores(prepared.train, prepared.valid).items()
-        },
+        "floors": {},
         "gate": gate_report(evaluation),
     }
+    for name, scores in floor_scores(prepared.train, prepared.valid).items():
+        oriented = oriented_floor(labels, scores)
+        result["floors"][name] = {**oriented, "gauc": gauc(users, labels, oriented["sign"] * scores)}
     _log(
         f"{info.model_name} on {data_path} ({len(labels):,} validation samples, positive rate "
         f"{np.mean(labels):.3f}): AUC {evaluation.metrics['auc']:.4f},"
         f" gAUC {evaluation.metrics['gauc']:.4f}, logloss {evaluation.metrics['logloss']:.4f}"
     )
     for name, floor in result["floors"].items():
-        _log(f"  {name}: AUC {floor['auc']:.4f}, gAUC {floor['gauc']:.4f}")
+        _log(f"  {name}: AUC {floor['auc']:.4f} ({floor['direction']}), gAUC {floor['gauc']:.4f}")
     if result["gate"]:
         s = result["gate"]["stats"]
         _log(

@@ -2,7 +2,9 @@
 
 A batch is a dict of tensors, one row per sample:
 
-- ``user``, ``item``, ``category``: int64 (B,), contiguous ids; 0 is reserved for padding/unknown.
+- ``user``, ``item``, ``category``: int64 (B,), contiguous ids; 0 (``PAD_ID``) is padding only,
+  1 (``OOV_ID``) the out-of-vocabulary id that rare and unseen raw ids share (a trained row), and
+  known ids start at 2 (``FIRST_ID``).
 - ``hist_items``, ``hist_cats``: int64 (B, L), the user's clicked items (and their categories)
   strictly before the sample's time, oldest first, the most recent L kept, **right-padded** with 0:
   positions ``0 .. hist_len-1`` are valid, the rest are padding. Right padding keeps causal
@@ -19,11 +21,14 @@ from dataclasses import dataclass
 FEATURE_KEYS = ("user", "item", "category", "hist_items", "hist_cats", "hist_len")
 LABEL_KEY = "label"
 PAD_ID = 0
+OOV_ID = 1
+FIRST_ID = 2
 
 
 @dataclass(frozen=True)
 class DatasetMeta:
-    """Vocabulary sizes (table sizes, padding id 0 included) and the history length."""
+    """Vocabulary sizes (table sizes, the padding and out-of-vocabulary rows included) and the history
+    length."""
 
     num_users: int
     num_items: int

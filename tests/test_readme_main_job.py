@@ -26,7 +26,7 @@ def fake_results(bst_auc: float) -> dict:
         ci = {"diff": auc - 0.795, "low": auc - 0.81, "high": auc - 0.78}
         return {
             "summary": {"auc": {"mean": auc}, "gauc": {"mean": auc - 0.01}},
-            "vs_best_floor": ci,
+            "vs_floors": [{"floor:category-share": ci}],
             "runs": [run],
         }
 

@@ -3,34 +3,51 @@
 Steps, in order (:func:`prepare` in :mod:`mdaf.data.prepare` chains them and keeps statistics):
 
 1. :func:`extract_clicks` + :func:`positive_samples` + :func:`sample_negatives`: every ``pv``
-   event is a positive; each gets negatives (items the user did not click on the same calendar
-   day) at the ratio giving ``positive_rate`` (0.4: 1.5 negatives per positive, the fraction
-   drawn per positive with the seed). The sampling scheme is explicit:
-   ``"uniform"`` over items (the paper's wording, default), ``"popularity"`` (over click events),
-   ``"history-category"`` (an item of a category drawn from the sample's history: hard negatives).
-   A negative shares its positive's user, time and history.
+   event is a positive; each gets negatives at the ratio giving ``positive_rate`` (0.4: 1.5
+   negatives per positive, the fraction drawn per positive with the seed). A negative shares its
+   positive's user, time and history; it is never an item the user clicked up to the end of the
+   sample's day (so never one clicked before the sample, on any day, nor one in its history), and
+   it is drawn only from items seen up to the sample's time. The scheme decides the pool
+   (:data:`NEGATIVE_POOLS`): ``"uniform"`` over items (the paper's wording, default),
+   ``"popularity"`` (over click events), ``"history-category"`` (hard negatives).
 2. :func:`attach_histories`: the user's clicks strictly before the sample's time, the most
    recent ``max_len`` (right-padded, oldest first: :mod:`mdaf.schema`).
 3. :func:`drop_empty_history`.
 4. :func:`filter_category` (optional): keep a sample only if its target's category is in its history.
 5. :func:`temporal_split`: the last ``validation_days`` calendar days are validation, earlier train.
 
-No future information: a history holds only clicks strictly before its sample; negatives for a
-sample on day ``d`` come from items (or clicks) seen by the end of day ``d``; all randomness is a
-hash of ``(seed, user, time, item, ...)``, so adding rows on later days changes no earlier sample;
-id maps are fitted on the training split alone (:func:`fit_id_maps`).
+No future information: a history holds only clicks strictly before its sample; negatives come
+from items (or clicks) seen up to the sample's time; all randomness is a hash of
+``(seed, user, time, item, ...)``, so adding rows on later days changes no earlier sample; the
+default vocabulary is fitted on the training split alone (:func:`fit_id_maps`), with a trained
+out-of-vocabulary id for rare and unseen ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 
 import numpy as np
 
 from mdaf.data.reader import OFFICIAL_WINDOW
+from mdaf.schema import FIRST_ID, OOV_ID, PAD_ID
 
-NEGATIVE_SCHEMES = ("uniform", "popularity", "history-category")
+NEGATIVE_POOLS = {
+    "uniform": "every item seen in any event (any user, any behaviour) up to the sample's time, uniformly",
+    "popularity": "click events of any user up to the sample's time (items in proportion to their clicks)",
+    "history-category": "items seen up to the sample's time in the category of a click drawn uniformly from"
+    " the sample's history (hard negatives)",
+}
+"""Where each negative scheme draws from; every scheme then excludes the items the user clicked up to
+the end of the sample's day."""
+NEGATIVE_SCHEMES = tuple(NEGATIVE_POOLS)
+VOCABULARIES = {
+    "train": "ids fitted on the training days; ids seen fewer than oov_min_count times there, and every"
+    " id first seen later, share the out-of-vocabulary id (trained on the rare training ids)",
+    "all-days": "transductive: ids counted over every day, validation included (validation-only ids get"
+    " rows that no training sample trains); for comparison only",
+}
 SECONDS_PER_DAY = 86_400
 _CHUNK_ROWS = 16384
 
@@ -59,6 +76,8 @@ class PipelineConfig:
     window: tuple[int, int] | None = OFFICIAL_WINDOW
     utc_offset_hours: int = 8
     negative_max_tries: int = 10
+    vocabulary: str = "train"
+    oov_min_count: int = 5
     seed: int = 0
 
     def __post_init__(self):
@@ -66,11 +85,13 @@ class PipelineConfig:
             raise ValueError(
                 f"negative_scheme must be one of {NEGATIVE_SCHEMES}, got {self.negative_scheme!r}"
             )
+        if self.vocabulary not in VOCABULARIES:
+            raise ValueError(f"vocabulary must be one of {tuple(VOCABULARIES)}, got {self.vocabulary!r}")
         if not 0.0 < self.positive_rate <= 1.0:
             raise ValueError(f"positive_rate must be in (0, 1], got {self.positive_rate}")
         if not 0.0 < self.user_fraction <= 1.0:
             raise ValueError(f"user_fraction must be in (0, 1], got {self.user_fraction}")
-        for name in ("max_len", "validation_days", "negative_max_tries"):
+        for name in ("max_len", "validation_days", "negative_max_tries", "oov_min_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_samples_per_user", "max_train_samples"):
@@ -237,65 +258,94 @@ def history_positions(samples: Arrays, max_len: int, padding: int) -> np.ndarray
 # ----------------------------------------------------------------------------- step 1: negatives
 @dataclass
 class ItemPools:
-    """Items by the day they were first seen, for negatives that never use a later day."""
+    """Items by the time they were first seen, so a negative never comes from the sample's future."""
 
-    items: np.ndarray  # sorted by (first day, item id)
+    items: np.ndarray  # sorted by (first seen, item id)
     item_category: np.ndarray
-    item_first_day: np.ndarray
-    by_cat_items: np.ndarray  # sorted by (category, first day, item)
-    by_cat_key: np.ndarray  # category code * n_days + first day, aligned with by_cat_items
+    item_first_seen: np.ndarray
+    by_cat_items: np.ndarray  # sorted by (category, first seen, item)
+    by_cat_key: np.ndarray  # category code * span + (first seen - t0), aligned with by_cat_items
     categories: np.ndarray  # sorted distinct categories of items
-    click_items_by_day: np.ndarray  # clicked items sorted by (day, item)
-    click_days: np.ndarray
-    day0: int
-    n_days: int
+    click_items_by_time: np.ndarray  # clicked items sorted by click time
+    click_times: np.ndarray
+    t0: int
+    span: int
+
+    def first_seen(self, item: np.ndarray) -> np.ndarray:
+        """The time each item was first seen in any event (every item drawn is in the pools)."""
+        order = np.argsort(self.items, kind="stable")
+        found = np.searchsorted(self.items[order], item)
+        return self.item_first_seen[order][np.minimum(found, max(self.items.size - 1, 0))]
 
 
-def item_pools(events: Arrays, clicks: Clicks, utc_offset_hours: int) -> ItemPools:
+def item_pools(events: Arrays, clicks: Clicks) -> ItemPools:
     """Pools of candidate negatives; an item's category is the one of its first event."""
     item, ts = np.asarray(events["item"], dtype=np.int64), np.asarray(events["timestamp"], dtype=np.int64)
     order = np.lexsort((np.arange(item.size), ts, item))
     first = order[np.r_[True, item[order][1:] != item[order][:-1]]]
-    items, category = item[first], np.asarray(events["category"], dtype=np.int64)[first]
-    days = day_index(ts[first], utc_offset_hours)
-    day0 = int(days.min())
-    n_days = int(day_index(ts.max(), utc_offset_hours)) - day0 + 1
-    first_day = days - day0
-    by_day = np.lexsort((items, first_day))
+    items, first_seen = item[first], ts[first]
+    category = np.asarray(events["category"], dtype=np.int64)[first]
+    t0 = int(first_seen.min())
+    span = int(first_seen.max()) - t0 + 1
+    by_time = np.lexsort((items, first_seen))
     categories = np.unique(category)
     cat_code = np.searchsorted(categories, category)
-    by_cat = np.lexsort((items, first_day, cat_code))
-    click_days = day_index(clicks.timestamp, utc_offset_hours) - day0
-    click_order = np.lexsort((clicks.item, click_days))
+    by_cat = np.lexsort((items, first_seen, cat_code))
+    click_order = np.argsort(clicks.timestamp, kind="stable")
     return ItemPools(
-        items[by_day],
-        category[by_day],
-        first_day[by_day],
+        items[by_time],
+        category[by_time],
+        first_seen[by_time],
         items[by_cat],
-        (cat_code * n_days + first_day)[by_cat],
+        (cat_code * span + first_seen - t0)[by_cat],
         categories,
         clicks.item[click_order],
-        click_days[click_order],
-        day0,
-        n_days,
+        clicks.timestamp[click_order],
+        t0,
+        span,
     )
 
 
-def _draw(pools: ItemPools, scheme: str, u: np.ndarray, day: np.ndarray, hist_category: np.ndarray | None):
-    """One candidate item per row (``u`` uniform in [0, 1)); -1 where the pool is empty."""
+def _draw(pools: ItemPools, scheme: str, u: np.ndarray, time: np.ndarray, hist_category: np.ndarray | None):
+    """One candidate item per row (``u`` uniform in [0, 1)) among those seen up to ``time``; -1 where
+    that pool is empty."""
     if scheme == "uniform":
-        count = np.searchsorted(pools.item_first_day, day, side="right")
+        count = np.searchsorted(pools.item_first_seen, time, side="right")
         index = np.minimum((u * count).astype(np.int64), np.maximum(count - 1, 0))
         return np.where(count > 0, pools.items[index], -1)
     if scheme == "popularity":
-        count = np.searchsorted(pools.click_days, day, side="right")
+        count = np.searchsorted(pools.click_times, time, side="right")
         index = np.minimum((u * count).astype(np.int64), np.maximum(count - 1, 0))
-        return np.where(count > 0, pools.click_items_by_day[index], -1)
+        return np.where(count > 0, pools.click_items_by_time[index], -1)
     code = np.searchsorted(pools.categories, hist_category)
-    lo = np.searchsorted(pools.by_cat_key, code * pools.n_days, side="left")
-    hi = np.searchsorted(pools.by_cat_key, code * pools.n_days + day, side="right")
+    lo = np.searchsorted(pools.by_cat_key, code * pools.span, side="left")
+    offset = np.clip(time - pools.t0, -1, pools.span - 1)  # -1: before every item of the category
+    hi = np.searchsorted(pools.by_cat_key, code * pools.span + offset, side="right")
     index = lo + np.minimum((u * (hi - lo)).astype(np.int64), np.maximum(hi - lo - 1, 0))
     return np.where(hi > lo, pools.by_cat_items[np.minimum(index, pools.by_cat_items.size - 1)], -1)
+
+
+@dataclass
+class FirstClicks:
+    """When each user first clicked each item: sorted (user, item) keys and the first click time."""
+
+    keys: np.ndarray
+    first_time: np.ndarray
+
+    @classmethod
+    def of(cls, clicks: Clicks) -> FirstClicks:
+        key = _user_item_key(clicks.user, clicks.item)
+        order = np.lexsort((clicks.timestamp, key))
+        key, time = key[order], clicks.timestamp[order]
+        first = np.r_[True, key[1:] != key[:-1]]
+        return cls(key[first], time[first])
+
+    def time_of(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """The user's first click on the item, or the largest int64 where there is none."""
+        key = _user_item_key(user, item)
+        found = np.minimum(np.searchsorted(self.keys, key), max(self.keys.size - 1, 0))
+        hit = (self.keys.size > 0) & (self.keys[found] == key)
+        return np.where(hit, self.first_time[found], np.iinfo(np.int64).max)
 
 
 def sample_negatives(
@@ -304,10 +354,10 @@ def sample_negatives(
     """Negatives for positives with histories attached: returns positives + negatives, and counts.
 
     Each positive gets ``floor(r)`` negatives plus one more with probability ``frac(r)``, where
-    ``r = (1 - positive_rate) / positive_rate``. A candidate the user clicked on the sample's day
-    is redrawn (``negative_max_tries`` times, then the negative is dropped and counted).
-    ``history-category`` needs a history: positives with an empty one draw uniformly instead
-    (step 3 drops them anyway).
+    ``r = (1 - positive_rate) / positive_rate``. A candidate the user clicked at any time up to the
+    end of the sample's day (any earlier day included, so also any history item) is redrawn
+    (``negative_max_tries`` times, then the negative is dropped and counted). ``history-category``
+    needs a history: positives with an empty one draw uniformly instead (step 3 drops them anyway).
     """
     ratio = config.negatives_per_positive
     whole, frac = int(np.floor(ratio)), ratio - np.floor(ratio)
@@ -320,10 +370,9 @@ def sample_negatives(
     slot = np.arange(parent.size) - np.repeat(np.cumsum(count) - count, count)
     neg = take(positives, parent)
     neg["label"] = np.zeros(parent.size, dtype=np.int8)
-    day = neg["day"] - pools.day0
-    clicked = np.unique(
-        _user_day_item_key(clicks.user, day_index(clicks.timestamp, config.utc_offset_hours), clicks.item)
-    )
+    first_clicks = FirstClicks.of(clicks)
+    # the first second of the day after the sample's (calendar days in the data's time zone)
+    day_end = (neg["day"] + 1) * SECONDS_PER_DAY - config.utc_offset_hours * 3600
     item = np.full(parent.size, -1, dtype=np.int64)
     pending = np.arange(parent.size)
     for attempt in range(config.negative_max_tries):
@@ -331,7 +380,7 @@ def sample_negatives(
             break
         keys = (neg["user"][pending], neg["timestamp"][pending], neg["item"][pending], slot[pending])
         u = hash_uniform(config.seed, _SALT_NEG + 16 * attempt, *keys)
-        hist_category = None
+        time = neg["timestamp"][pending]
         scheme = config.negative_scheme
         if scheme == "history-category":
             with_history = neg["hist_len"][pending] > 0
@@ -342,14 +391,12 @@ def sample_negatives(
             )
             candidate = np.where(
                 with_history,
-                _draw(pools, scheme, u, day[pending], hist_category),
-                _draw(pools, "uniform", u, day[pending], None),
+                _draw(pools, scheme, u, time, hist_category),
+                _draw(pools, "uniform", u, time, None),
             )
         else:
-            candidate = _draw(pools, scheme, u, day[pending], None)
-        key = _user_day_item_key(neg["user"][pending], neg["day"][pending], candidate)
-        found = np.searchsorted(clicked, key)
-        was_clicked = (found < clicked.size) & (clicked[np.minimum(found, max(clicked.size - 1, 0))] == key)
+            candidate = _draw(pools, scheme, u, time, None)
+        was_clicked = first_clicks.time_of(neg["user"][pending], candidate) < day_end[pending]
         ok = (candidate >= 0) & ~was_clicked
         item[pending[ok]] = candidate[ok]
         pending = pending[~ok]
@@ -361,16 +408,35 @@ def sample_negatives(
     return concat(positives, neg), counts
 
 
+def negative_audit(samples: Arrays, clicks: Clicks, pools: ItemPools, max_len: int) -> dict:
+    """Shares of the negatives that break the protocol (all 0 by construction; measured, not assumed):
+    an item the user clicked before the sample's time (any day), an item in the sample's history,
+    an item first seen after the sample's time (look-ahead in the pool)."""
+    neg = take(samples, samples["label"] == 0)
+    n = neg["user"].size
+    if n == 0:
+        return {"negatives": 0}
+    clicked_before = FirstClicks.of(clicks).time_of(neg["user"], neg["item"]) < neg["timestamp"]
+    in_history = _target_in_history(neg, clicks.item, neg["item"], max_len)
+    look_ahead = pools.first_seen(neg["item"]) > neg["timestamp"]
+    return {
+        "negatives": int(n),
+        "clicked_before_sample": float(clicked_before.mean()),
+        "in_history": float(in_history.mean()),
+        "first_seen_after_sample": float(look_ahead.mean()),
+    }
+
+
 def _category_of(pools: ItemPools, item: np.ndarray) -> np.ndarray:
     order = np.argsort(pools.items, kind="stable")
     found = np.searchsorted(pools.items[order], item)
     return pools.item_category[order][np.minimum(found, max(pools.items.size - 1, 0))]
 
 
-def _user_day_item_key(user: np.ndarray, day: np.ndarray, item: np.ndarray) -> np.ndarray:
-    """(user, day, item) as one int64 via a scramble: a collision would only skip one redraw."""
+def _user_item_key(user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """(user, item) as one int64 via a scramble (a collision, about 2^-64 per pair, is negligible)."""
     with np.errstate(over="ignore"):
-        h = _mix64(np.asarray(user).astype(np.uint64) * _GOLDEN + np.asarray(day).astype(np.uint64))
+        h = _mix64(np.asarray(user).astype(np.int64).view(np.uint64) * _GOLDEN)
         h = _mix64(h ^ (np.asarray(item).astype(np.int64).view(np.uint64) + _GOLDEN))
     return h.view(np.int64)
 
@@ -381,15 +447,20 @@ def drop_empty_history(samples: Arrays) -> Arrays:
     return take(samples, samples["hist_len"] > 0)
 
 
-def target_category_in_history(samples: Arrays, clicks: Clicks, max_len: int) -> np.ndarray:
-    """Whether each sample's target category is among its history's categories (chunked)."""
+def _target_in_history(samples: Arrays, click_values: np.ndarray, target: np.ndarray, max_len: int):
+    """Whether each sample's ``target`` value is among its history's ``click_values`` (chunked)."""
     out = np.zeros(samples["user"].size, dtype=bool)
-    padded_category = np.append(clicks.category, -1)  # -1 matches no category
+    padded = np.append(click_values, -1)  # -1 matches no id
     for lo in range(0, out.size, _CHUNK_ROWS):
         part = take(samples, slice(lo, lo + _CHUNK_ROWS))
-        index = history_positions(part, max_len, padding=clicks.category.size)
-        out[lo : lo + _CHUNK_ROWS] = (padded_category[index] == part["category"][:, None]).any(axis=1)
+        index = history_positions(part, max_len, padding=click_values.size)
+        out[lo : lo + _CHUNK_ROWS] = (padded[index] == target[lo : lo + _CHUNK_ROWS, None]).any(axis=1)
     return out
+
+
+def target_category_in_history(samples: Arrays, clicks: Clicks, max_len: int) -> np.ndarray:
+    """Whether each sample's target category is among its history's categories."""
+    return _target_in_history(samples, clicks.category, samples["category"], max_len)
 
 
 def mark_category_in_history(samples: Arrays, clicks: Clicks, max_len: int) -> Arrays:
@@ -434,7 +505,8 @@ ID_MAPS_FORMAT = 1
 
 @dataclass
 class IdMaps:
-    """Sorted raw ids seen in training; raw id ``r`` maps to ``1 + position`` (0: padding/unknown)."""
+    """Sorted raw ids that get their own rows: raw id ``r`` maps to ``FIRST_ID + position``, every
+    other raw id to ``OOV_ID`` (:mod:`mdaf.schema`); ``PAD_ID`` is padding only."""
 
     users: np.ndarray
     items: np.ndarray
@@ -444,14 +516,14 @@ class IdMaps:
     def lookup(table: np.ndarray, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.int64)
         if table.size == 0:
-            return np.zeros(raw.shape, dtype=np.int64)
+            return np.full(raw.shape, OOV_ID, dtype=np.int64)
         pos = np.searchsorted(table, raw)
         hit = (pos < table.size) & (table[np.minimum(pos, table.size - 1)] == raw)
-        return np.where(hit, pos + 1, 0).astype(np.int64)
+        return np.where(hit, pos + FIRST_ID, OOV_ID).astype(np.int64)
 
     def sizes(self) -> tuple[int, int, int]:
-        """Table sizes, padding id 0 included."""
-        return self.users.size + 1, self.items.size + 1, self.categories.size + 1
+        """Table sizes, the padding and out-of-vocabulary rows included."""
+        return self.users.size + FIRST_ID, self.items.size + FIRST_ID, self.categories.size + FIRST_ID
 
     def to_dict(self) -> dict:
         """Every field (arrays stay NumPy) and :data:`ID_MAPS_FORMAT`: what travels with a model."""
@@ -476,18 +548,49 @@ class IdMaps:
         )
 
 
-def fit_id_maps(train: Arrays, clicks: Clicks, max_len: int) -> IdMaps:
-    """Contiguous ids from the training split only: its users, and the items and categories of
-    its targets and of every click inside one of its histories."""
+def _clicks_in_histories(splits: Sequence[Arrays], clicks: Clicks) -> np.ndarray:
+    """Mask of the clicks covered by at least one history of ``splits``."""
     size = clicks.user.size + 1  # +1: a history may end past the last click
-    opened = np.bincount(train["hist_end"] - train["hist_len"], minlength=size)
-    closed = np.bincount(train["hist_end"], minlength=size)
-    used = np.cumsum(opened - closed)[:-1] > 0  # clicks covered by at least one history
+    depth = np.zeros(size, dtype=np.int64)
+    for split in splits:
+        depth += np.bincount(split["hist_end"] - split["hist_len"], minlength=size)
+        depth -= np.bincount(split["hist_end"], minlength=size)
+    return np.cumsum(depth)[:-1] > 0
+
+
+def fit_id_maps(splits: Sequence[Arrays], clicks: Clicks, min_count: int) -> IdMaps:
+    """Ids seen at least ``min_count`` times in ``splits`` (the training split alone, or every split
+    for the transductive vocabulary): a user counts its samples, an item or category its targets and
+    the history clicks it appears in (each click once). Rarer ids share the out-of-vocabulary row,
+    which therefore trains on them, like a production CTR model's hashed or default bucket."""
+    used = _clicks_in_histories(splits, clicks)
+
+    def frequent(*values: np.ndarray) -> np.ndarray:
+        ids, counts = np.unique(np.concatenate(values), return_counts=True)
+        return ids[counts >= min_count]
+
     return IdMaps(
-        np.unique(train["user"]),
-        np.unique(np.concatenate([train["item"], clicks.item[used]])),
-        np.unique(np.concatenate([train["category"], clicks.category[used]])),
+        frequent(*(s["user"] for s in splits)),
+        frequent(*(s["item"] for s in splits), clicks.item[used]),
+        frequent(*(s["category"] for s in splits), clicks.category[used]),
     )
+
+
+def oov_stats(split: Arrays, clicks: Clicks, maps: IdMaps) -> dict:
+    """Shares of a split that map to the out-of-vocabulary id: users, target items of positives and of
+    negatives, and the most recent history item (which hides repeat clicks when unknown)."""
+    if split["user"].size == 0:
+        return {}
+    positive = split["label"] == 1
+    target_oov = IdMaps.lookup(maps.items, split["item"]) == OOV_ID
+    last = np.clip(split["hist_end"] - 1, 0, max(clicks.item.size - 1, 0))
+    last_oov = (IdMaps.lookup(maps.items, clicks.item[last]) == OOV_ID)[split["hist_len"] > 0]
+    return {
+        "users": float((IdMaps.lookup(maps.users, split["user"]) == OOV_ID).mean()),
+        "target_item_positives": float(target_oov[positive].mean()) if positive.any() else float("nan"),
+        "target_item_negatives": float(target_oov[~positive].mean()) if (~positive).any() else float("nan"),
+        "last_history_item": float(last_oov.mean()) if last_oov.size else float("nan"),
+    }
 
 
 def array_specs(max_len: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -508,8 +611,8 @@ def array_specs(max_len: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 def materialize_chunks(samples: Arrays, clicks: Clicks, maps: IdMaps, max_len: int) -> Iterator[Arrays]:
     """The batch-contract arrays in consecutive row chunks (ids mapped, histories gathered), so a
     split larger than RAM can be written to disk piece by piece."""
-    click_item = np.append(IdMaps.lookup(maps.items, clicks.item), 0)  # a last entry for padding
-    click_cat = np.append(IdMaps.lookup(maps.categories, clicks.category), 0)
+    click_item = np.append(IdMaps.lookup(maps.items, clicks.item), PAD_ID)  # a last entry for padding
+    click_cat = np.append(IdMaps.lookup(maps.categories, clicks.category), PAD_ID)
     for lo in range(0, samples["user"].size, _CHUNK_ROWS):
         part = take(samples, slice(lo, lo + _CHUNK_ROWS))
         index = history_positions(part, max_len, padding=clicks.user.size)

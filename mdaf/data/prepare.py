@@ -36,10 +36,10 @@ STEP_NAMES = ("read", "clicks", "samples", "nonempty_history", "category_filter"
 class PreparedData:
     """The prepared dataset: the two splits (batch-contract arrays), table sizes, statistics, config.
 
-    In ``valid``, ids unseen in the training split (users, items, categories, including items in
-    histories) are 0, the padding/unknown row; ``hist_len`` still counts such history positions.
-    In ``train`` every valid history position holds a nonzero id. ``id_maps`` turns raw ids into
-    these ids (``IdMaps.lookup``).
+    Ids outside the vocabulary (``PipelineConfig.vocabulary``: by default ids seen fewer than
+    ``oov_min_count`` times in the training split, and every id unseen there) are ``OOV_ID``, a row
+    that training samples of rare ids train; ``hist_len`` counts such history positions. Padding
+    positions are ``PAD_ID``. ``id_maps`` turns raw ids into these ids (``IdMaps.lookup``).
     """
 
     train: dict[str, np.ndarray]
@@ -80,7 +80,36 @@ def format_stats(stats: dict) -> str:
                 f"{s['target_category_in_history']:>12.1%}"
             )
         lines.append("".join(cells))
-    return "\n".join(lines)
+    return "\n".join(lines + protocol_lines(stats))
+
+
+def protocol_lines(stats: dict) -> list[str]:
+    """What the negatives and the vocabulary did: the pool, the audit rates (0 where the protocol
+    excludes them) and the out-of-vocabulary shares per split."""
+    lines = []
+    samples = stats.get("samples", {})
+    audit = samples.get("negative_audit")
+    if audit and audit.get("negatives"):
+        lines.append(
+            f"negatives from {samples['negative_pool']}: clicked by the user before the sample"
+            f" {audit['clicked_before_sample']:.2%}, in the history {audit['in_history']:.2%}, first seen"
+            f" after the sample {audit['first_seen_after_sample']:.2%}"
+        )
+    if "vocabulary" in stats:
+        vocabulary = stats["vocabulary"]
+        lines.append(
+            f"vocabulary {vocabulary['kind']}, oov_min_count {vocabulary['oov_min_count']}:"
+            f" {vocabulary['description']}"
+        )
+    for split in ("train", "valid"):
+        oov = stats.get(split, {}).get("oov_share")
+        if oov:
+            lines.append(
+                f"out of vocabulary in {split}: targets of positives {oov['target_item_positives']:.1%},"
+                f" of negatives {oov['target_item_negatives']:.1%}, last history item"
+                f" {oov['last_history_item']:.1%}, users {oov['users']:.1%}"
+            )
+    return lines
 
 
 def file_digest(path: Path, cache_dir: Path | None = None) -> str:
@@ -283,13 +312,18 @@ def _run_pipeline(
         config.max_len,
     )
     last_day = int(P.day_index(events["timestamp"].max(), config.utc_offset_hours))
-    pools = P.item_pools(events, clicks, config.utc_offset_hours)
+    pools = P.item_pools(events, clicks)
     del events
     positives = P.attach_histories(P.positive_samples(clicks, config, last_day), clicks, config.max_len)
     samples, negative_counts = P.sample_negatives(positives, clicks, pools, config)
     samples = P.mark_category_in_history(samples, clicks, config.max_len)
     del positives
-    stats["samples"] = {**P.sample_stats(samples, clicks, config.max_len), **negative_counts}
+    stats["samples"] = {
+        **P.sample_stats(samples, clicks, config.max_len),
+        **negative_counts,
+        "negative_pool": P.NEGATIVE_POOLS[config.negative_scheme],
+        "negative_audit": P.negative_audit(samples, clicks, pools, config.max_len),
+    }
     samples = P.drop_empty_history(samples)
     stats["nonempty_history"] = P.sample_stats(samples, clicks, config.max_len)
     if config.category_filter:
@@ -303,20 +337,19 @@ def _run_pipeline(
     train, valid = P.sort_samples(train), P.sort_samples(valid)
     stats["train"] = P.sample_stats(train, clicks, config.max_len)
     stats["valid"] = P.sample_stats(valid, clicks, config.max_len)
-    maps = P.fit_id_maps(train, clicks, config.max_len)
+    vocabulary_splits = (train,) if config.vocabulary == "train" else (train, valid)
+    maps = P.fit_id_maps(vocabulary_splits, clicks, config.oov_min_count)
     num_users, num_items, num_categories = maps.sizes()
     meta = DatasetMeta(
         num_users=num_users, num_items=num_items, num_categories=num_categories, max_len=config.max_len
     )
-    valid_unknown = {
-        "users": float((P.IdMaps.lookup(maps.users, valid["user"]) == 0).mean())
-        if valid["user"].size
-        else 0.0,
-        "items": float((P.IdMaps.lookup(maps.items, valid["item"]) == 0).mean())
-        if valid["user"].size
-        else 0.0,
+    stats["vocabulary"] = {
+        "kind": config.vocabulary,
+        "oov_min_count": config.oov_min_count,
+        "description": P.VOCABULARIES[config.vocabulary],
     }
-    stats["valid"]["unknown_share"] = valid_unknown
+    for split, part in (("train", train), ("valid", valid)):
+        stats[split]["oov_share"] = P.oov_stats(part, clicks, maps)
     stats["tables"] = {"num_users": num_users, "num_items": num_items, "num_categories": num_categories}
     arrays = {}
     for split, part in (("train", train), ("valid", valid)):

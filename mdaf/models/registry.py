@@ -38,8 +38,12 @@ MODELS: dict[str, ModelSpec] = {
     "mdaf-static-only": ModelSpec(MDAF, "MDAF ablation: static branch only (no sequential branch)",
                                   {"seq_branch": "none", "fusion": "none"}),
     "mdaf-seq-only": ModelSpec(MDAF, "MDAF ablation: sequential branch only, which reads no user and no "
-                                     "target (seq_target=True adds the target)",
+                                     "target (mdaf-seq-target adds the target)",
                                {"static_branch": "none", "fusion": "none"}),
+    "mdaf-seq-target": ModelSpec(MDAF, "MDAF variant (not the paper's): sequential branch only, reading the "
+                                       "target after the history (seq_target=True), so it can rank a "
+                                       "positive against its own negatives",
+                                 {"static_branch": "none", "fusion": "none", "seq_target": True}),
     "mdaf-mlp-static": ModelSpec(MDAF, "MDAF ablation: plain MLP instead of the cross network",
                                  {"static_branch": "mlp"}),
     "bst": ModelSpec(BST, "BST: Transformer over history + target, MLP 1024-512-256"),

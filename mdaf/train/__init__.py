@@ -1,10 +1,11 @@
 """Training and evaluation that reproduce the MDAF paper's experiments.
 
 - :class:`TrainConfig` (config), :class:`Trainer` (AdamW, warmup, clipping, label smoothing, early
-  stopping, mixed precision, DDP, exact resume), :func:`run_experiment` (models x seeds with floors,
-  gate tables, significance tests, ``results.json``, ``summary.md`` and plots).
+  stopping, mixed precision, DDP, exact resume), :func:`run_experiment` (models x seeds, settings
+  chosen on held-out training days, floors, gate tables, significance, ``results.json``,
+  ``summary.md`` and plots).
 - :mod:`mdaf.train.metrics` (exact AUC, gAUC, logloss), :mod:`mdaf.train.analysis` (Tables 4 and 5,
-  paired t-test, bootstrap), :mod:`mdaf.train.floors` (untrained scorers).
+  the user-clustered bootstrap), :mod:`mdaf.train.floors` (untrained scorers, oriented).
 """
 
 import importlib

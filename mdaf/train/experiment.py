@@ -24,18 +24,28 @@ from mdaf.train.analysis import (
     bootstrap_auc_difference,
     gate_by_history_length,
     gate_statistics,
-    paired_batch_ttest,
 )
 from mdaf.train.checkpoint import seed_everything
 from mdaf.train.config import TrainConfig
 from mdaf.train.distributed import init_distributed, resolve_device
-from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores
-from mdaf.train.metrics import auc, gauc
+from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores, oriented_floor
+from mdaf.train.metrics import gauc
 from mdaf.train.report import RESULTS_FILE, render_console, write_report
 from mdaf.train.threads import set_num_threads
 from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
 GATE_BINS = 50
+SECONDS_PER_DAY = 86_400
+UNDERTRAINED_SHARE = 0.5
+"""A model is flagged as under-trained when its training AUC rose above 0.5 by less than this share of
+the median model's rise: its comparison would measure a failure to fit, not what its architecture adds
+(a model that fits less than another one but is not stuck near chance is not flagged)."""
+SELECTION_RULE = (
+    "Settings are chosen on the training days only: the last {holdout_days} training day(s) are held out;"
+    " each model trains on the earlier days with each learning rate in {lrs} (seed {seed}), early stopping"
+    " and the kept checkpoint follow the held-out AUC, and the learning rate with the best held-out AUC is"
+    " used for every seed. Validation is scored once, after training, and never chooses anything."
+)
 
 
 def machine_description() -> dict[str, Any]:
@@ -76,12 +86,13 @@ def stats_table(stats: Any) -> list[dict[str, Any]] | None:
             continue
         row: dict[str, Any] = {"step": step}
         for key, value in values.items():
-            if isinstance(value, (int, float, str, bool)):
+            if isinstance(value, (int, float, bool)):
                 row[key] = value
             elif key == "history_length" and isinstance(value, Mapping):
                 row["history mean"] = value.get("mean")
                 row["history p50"] = value.get("p50")
-        rows.append(row)
+        if len(row) > 1 and step != "vocabulary":  # the vocabulary is described under the table
+            rows.append(row)
     if not rows:
         return None
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -107,23 +118,74 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
-def verdict_against_floors(
+def holdout_split(train: Mapping[str, np.ndarray], utc_offset_hours: int, holdout_days: int):
+    """The training split as (earlier days, last ``holdout_days`` calendar days), for choosing
+    settings and the epoch without looking at validation."""
+    if holdout_days < 1:
+        raise ValueError(f"holdout_days must be >= 1, got {holdout_days}")
+    day = (np.asarray(train["timestamp"], dtype=np.int64) + utc_offset_hours * 3600) // SECONDS_PER_DAY
+    held_out = day > day.max(initial=0) - holdout_days
+    if held_out.all() or not held_out.any():
+        raise ValueError(
+            f"the training split spans {np.unique(day).size} day(s): too few to hold out {holdout_days}"
+            " day(s) for choosing settings"
+        )
+    fit = {k: np.asarray(v)[~held_out] for k, v in train.items()}
+    holdout = {k: np.asarray(v)[held_out] for k, v in train.items()}
+    return fit, holdout
+
+
+def compare_with_floors(
     model_scores: np.ndarray,
     labels: np.ndarray,
+    users: np.ndarray,
     floors: Mapping[str, np.ndarray],
-    floor_aucs: Mapping[str, float],
+    floor_results: Mapping[str, Mapping[str, Any]],
     n_boot: int,
     seed: int,
-) -> tuple[str, dict]:
-    """Compare a model with the best floor by a paired bootstrap of the AUC difference."""
-    best = max(floor_aucs, key=lambda k: floor_aucs[k])
-    ci = bootstrap_auc_difference(labels, model_scores, floors[best], n_boot=n_boot, seed=seed)
+) -> dict[str, dict]:
+    """The user-clustered bootstrap interval of AUC(model) - AUC(floor) for every floor, each floor
+    taken in its better direction."""
+    return {
+        name: bootstrap_auc_difference(
+            labels,
+            model_scores,
+            floor_results[name]["sign"] * scores,
+            clusters=users,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        for name, scores in floors.items()
+    }
+
+
+def verdict_against_floors(vs_floors: Sequence[Mapping[str, Mapping[str, float]]], best: str) -> str:
+    """One line per model: the user-clustered 95% interval against the best floor in the first seed,
+    and in how many seeds the interval lies above 0."""
+    wins = sum(1 for per_seed in vs_floors if per_seed[best]["low"] > 0)
+    ci = vs_floors[0][best]
     span = f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}] vs {best}"
-    if ci["low"] > 0:
-        return f"beats floors: {span}", ci
+    seeds = f" (interval above 0 in {wins}/{len(vs_floors)} seeds)" if len(vs_floors) > 1 else ""
+    if wins == len(vs_floors):
+        return f"beats floors: {span}{seeds}"
     if ci["diff"] > 0:
-        return f"NOT clearly above floors: {span}", ci
-    return f"does NOT beat floors: {span}", ci
+        return f"NOT clearly above floors: {span}{seeds}"
+    return f"does NOT beat floors: {span}{seeds}"
+
+
+def undertrained_models(entries: Mapping[str, Mapping[str, Any]]) -> tuple[float, dict[str, float]]:
+    """The median of the models' mean training AUCs, and the models (with theirs) whose rise above 0.5
+    is less than ``UNDERTRAINED_SHARE`` of the median's."""
+    train_auc = {
+        name: entry["summary"]["train_auc"]["mean"]
+        for name, entry in entries.items()
+        if "train_auc" in entry.get("summary", {}) and np.isfinite(entry["summary"]["train_auc"]["mean"])
+    }
+    if not train_auc:
+        return float("nan"), {}
+    median = float(np.median(list(train_auc.values())))
+    bar = 0.5 + UNDERTRAINED_SHARE * (median - 0.5)
+    return median, {name: value for name, value in train_auc.items() if value < bar}
 
 
 def run_artefacts(out_dir: Path, results: Mapping[str, Any], summary: Path) -> list[Path]:
@@ -141,6 +203,8 @@ def run_experiment(
     out_dir: str | Path,
     data_path: str | None = None,
     model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    lr_candidates: Sequence[float] | None = None,
+    holdout_days: int = 1,
     n_boot: int = 1000,
     name: str | None = None,
     note: str | None = None,
@@ -149,10 +213,13 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train ``models`` x ``seeds`` on ``prepared`` (a ``mdaf.data.PreparedData``) and report.
 
-    The first model is the reference of the significance tests (MDAF by default). Returns the
-    results dict that is also written to ``out_dir/results.json``. With ``resume``, each run
-    continues from its ``last.pt`` in ``out_dir`` when there is one (a finished run is only
-    re-evaluated), so an interrupted experiment restarts where it stopped.
+    Every model follows :data:`SELECTION_RULE`: it trains on the training days before the last
+    ``holdout_days``, early-stops on those held-out days, and takes the learning rate of
+    ``lr_candidates`` (default: ``train_config.lr`` alone) with the best held-out AUC, chosen with
+    the first seed. Validation is scored once per run. The first model is the reference of the
+    significance tests (MDAF by default). Returns the results dict that is also written to
+    ``out_dir/results.json``. With ``resume``, each run continues from its ``last.pt`` in ``out_dir``
+    when there is one (a finished run is only re-evaluated).
     """
     from mdaf.models import build_model, list_models, parameter_breakdown
 
@@ -165,6 +232,9 @@ def run_experiment(
         raise ValueError(f"models: duplicate names in {list(models)}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: give distinct seeds, got {list(seeds)}")
+    lrs = list(lr_candidates) if lr_candidates else [train_config.lr]
+    if any(not lr > 0 for lr in lrs) or len(set(lrs)) != len(lrs):
+        raise ValueError(f"lr_candidates: give distinct positive learning rates, got {lrs}")
     model_overrides = {k: dict(v) for k, v in (model_overrides or {}).items()}
     unused = sorted(set(model_overrides) - set(models))
     if unused:
@@ -184,9 +254,11 @@ def run_experiment(
     start = time.perf_counter()
     threads, threads_source = set_num_threads(train_config.num_threads)  # before the environment is recorded
     train, valid, meta = prepared.train, prepared.valid, prepared.meta
+    fit_part, holdout = holdout_split(train, prepared.config.utc_offset_hours, holdout_days)
     labels = np.asarray(valid["label"], dtype=np.float64)
     users = np.asarray(valid["user"])
     pipeline_config = _to_jsonable(prepared.config)
+    rule = SELECTION_RULE.format(holdout_days=holdout_days, lrs=lrs, seed=seeds[0])
     results: dict[str, Any] = {
         "name": name or out_dir.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -199,12 +271,15 @@ def run_experiment(
             "seeds": list(seeds),
             "models": list(models),
             "model_overrides": model_overrides,
+            "selection": {"rule": rule, "lr_candidates": lrs, "holdout_days": holdout_days},
             "n_boot": n_boot,
         },
         "data": {
             "path": data_path,
             "meta": dataclasses.asdict(meta),
             "n_train": int(len(train["label"])),
+            "n_fit": int(len(fit_part["label"])),
+            "n_holdout": int(len(holdout["label"])),
             "n_valid": int(len(valid["label"])),
             "train_positive_rate": float(np.mean(train["label"])),
             "valid_positive_rate": float(labels.mean()),
@@ -215,54 +290,75 @@ def run_experiment(
         "floors": {},
         "significance": [],
     }
-    say(f"train config: {train_config.to_dict()}")
+    say(f"train config: {train_config.to_dict()}\nselection: {rule}")
     say(f"CPU threads: {threads} ({threads_source})")
 
     floors = floor_scores(train, valid)
     for floor_name, scores in floors.items():
+        oriented = oriented_floor(labels, scores)
         results["floors"][floor_name] = {
             "description": FLOOR_DESCRIPTIONS[floor_name],
-            "auc": auc(labels, scores),
-            "gauc": gauc(users, labels, scores),
+            **oriented,
+            "gauc": gauc(users, labels, oriented["sign"] * scores),
         }
-    floor_aucs = {k: v["auc"] for k, v in results["floors"].items()}
-    say("untrained floors (validation AUC): " + ", ".join(f"{k} {v:.4f}" for k, v in floor_aucs.items()))
+    best_floor = max(results["floors"], key=lambda k: results["floors"][k]["auc"])
+    say(
+        "untrained floors (validation AUC, better direction): "
+        + ", ".join(
+            f"{k} {v['auc']:.4f}{'' if v['sign'] > 0 else ' (inverted)'}"
+            for k, v in results["floors"].items()
+        )
+    )
+
+    def train_run(model_name: str, seed: int, lr: float) -> tuple[torch.nn.Module, Trainer, Any]:
+        seed_everything(seed)
+        model = build_model(model_name, meta, **model_overrides.get(model_name, {}))
+        config = train_config.replace(seed=seed, lr=lr)
+        run_dir = out_dir / model_name / (f"seed{seed}" if len(lrs) == 1 else f"seed{seed}-lr{lr:g}")
+        info = {
+            "model_name": model_name,
+            "model_config": dataclasses.asdict(model.config),
+            "meta": dataclasses.asdict(meta),
+            "pipeline_config": pipeline_config,
+            "data_path": data_path,
+            "id_maps": id_maps,  # so that mdaf.load scores raw Taobao ids
+        }
+        say(f"\n== {model_name} (seed {seed}, lr {lr:g}): {parameter_breakdown(model)}")
+        trainer = Trainer(
+            model, config, out_dir=run_dir, checkpoint_info=info, log=emit, desc=f"{model_name} s{seed}"
+        )
+        last = run_dir / LAST_CHECKPOINT
+        fit = trainer.fit(fit_part, holdout, resume=last if resume and last.is_file() else None)
+        return model, trainer, fit
 
     predictions: dict[tuple[str, int], np.ndarray] = {}
     for model_name in models:
-        overrides = model_overrides.get(model_name, {})
-        entry: dict[str, Any] = {"runs": []}
+        entry: dict[str, Any] = {"runs": [], "vs_floors": []}
         results["models"][model_name] = entry
+        sweep = {lr: train_run(model_name, seeds[0], lr) for lr in lrs}
+        chosen = max(lrs, key=lambda lr: sweep[lr][2].best_val_auc)
+        entry["lr_selection"] = {
+            "holdout_auc": {f"{lr:g}": sweep[lr][2].best_val_auc for lr in lrs},
+            "chosen": chosen,
+        }
+        say(f"{model_name}: held-out AUC per lr {entry['lr_selection']['holdout_auc']}, chosen lr {chosen:g}")
         for seed in seeds:
-            seed_everything(seed)
-            model = build_model(model_name, meta, **overrides)
+            model, trainer, fit = sweep[chosen] if seed == seeds[0] else train_run(model_name, seed, chosen)
             entry["model_config"] = dataclasses.asdict(model.config)
             entry["parameters"] = parameter_breakdown(model)
-            config = train_config.replace(seed=seed)
-            run_dir = out_dir / model_name / f"seed{seed}"
-            info = {
-                "model_name": model_name,
-                "model_config": dataclasses.asdict(model.config),
-                "meta": dataclasses.asdict(meta),
-                "pipeline_config": pipeline_config,
-                "data_path": data_path,
-                "id_maps": id_maps,  # so that mdaf.load scores raw Taobao ids
-            }
-            say(
-                f"\n== {model_name} (seed {seed}): {entry['parameters']['total']:,} parameters "
-                f"{entry['parameters']}"
-            )
-            trainer = Trainer(
-                model, config, out_dir=run_dir, checkpoint_info=info, log=emit, desc=f"{model_name} s{seed}"
-            )
-            last = run_dir / LAST_CHECKPOINT
-            fit = trainer.fit(train, valid, resume=last if resume and last.is_file() else None)
-            evaluation = fit.evaluation
+            evaluation = trainer.evaluate(valid)
             predictions[(model_name, seed)] = evaluation.probs
+            kept = fit.history[fit.best_epoch - 1] if fit.best_epoch >= 1 else {}
+            metrics = {
+                **evaluation.metrics,
+                "train_auc": kept.get("train_auc", float("nan")),
+                "holdout_auc": fit.best_val_auc,
+            }
             entry["runs"].append(
                 {
                     "seed": seed,
-                    "metrics": evaluation.metrics,
+                    "lr": chosen,
+                    "metrics": metrics,
                     "best_epoch": fit.best_epoch,
                     "epochs_run": fit.epochs_run,
                     "stopped_early": fit.stopped_early,
@@ -275,20 +371,27 @@ def run_experiment(
                     else None,
                 }
             )
+            entry["vs_floors"].append(
+                compare_with_floors(evaluation.probs, labels, users, floors, results["floors"], n_boot, seed)
+            )
             say(
-                f"{model_name} seed {seed}: val AUC {evaluation.metrics['auc']:.4f}, gAUC "
-                f"{evaluation.metrics['gauc']:.4f}, logloss {evaluation.metrics['logloss']:.4f} "
-                f"(best epoch {fit.best_epoch}, {fit.train_seconds:.0f} s)"
+                f"{model_name} seed {seed}: val AUC {metrics['auc']:.4f}, gAUC {metrics['gauc']:.4f},"
+                f" logloss {metrics['logloss']:.4f}, train AUC {metrics['train_auc']:.4f}, held-out AUC "
+                f"{metrics['holdout_auc']:.4f} (best epoch {fit.best_epoch}, {fit.train_seconds:.0f} s)"
             )
         entry["summary"] = aggregate_seeds([r["metrics"] for r in entry["runs"]])
-        first_seed = seeds[0]
-        entry["verdict"], entry["vs_best_floor"] = verdict_against_floors(
-            predictions[(model_name, first_seed)], labels, floors, floor_aucs, n_boot, first_seed
-        )
+        entry["verdict"] = verdict_against_floors(entry["vs_floors"], best_floor)
         if dist.is_main:
             results["wall_seconds"] = time.perf_counter() - start
             write_report(results, out_dir)
 
+    median_train_auc, undertrained = undertrained_models(results["models"])
+    for model_name, value in undertrained.items():
+        entry = results["models"][model_name]
+        entry["undertrained"] = True
+        entry["verdict"] = (
+            f"UNDER-TRAINED (train AUC {value:.3f}, median model {median_train_auc:.3f}): " + entry["verdict"]
+        )
     reference = models[0]
     for other in models[1:]:
         for seed in seeds:
@@ -297,13 +400,11 @@ def run_experiment(
                     "seed": seed,
                     "a": reference,
                     "b": other,
-                    "ttest": paired_batch_ttest(
-                        labels, predictions[(reference, seed)], predictions[(other, seed)], seed=seed
-                    ),
                     "bootstrap": bootstrap_auc_difference(
                         labels,
                         predictions[(reference, seed)],
                         predictions[(other, seed)],
+                        clusters=users,
                         n_boot=n_boot,
                         seed=seed,
                     ),

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mdaf.data.prepare import protocol_lines
+
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
 VAL_AUC_PLOT = "val_auc.png"
@@ -60,6 +62,7 @@ def comparison_rows(results: Mapping[str, Any], names: Sequence[str]) -> list[li
                 _mean_std(summary, "auc"),
                 _mean_std(summary, "gauc"),
                 _mean_std(summary, "logloss"),
+                _mean_std(summary, "train_auc"),
                 str(len(runs)),
                 best_epochs or "-",
                 f"{model.get('parameters', {}).get('total', 0):,}",
@@ -72,9 +75,10 @@ def comparison_rows(results: Mapping[str, Any], names: Sequence[str]) -> list[li
 def floor_rows(results: Mapping[str, Any]) -> list[list[str]]:
     return [
         [
-            f"{name} ({floor['description']})",
+            f"{name} ({floor['description']}{'' if floor.get('sign', 1) > 0 else '; inverted'})",
             _fmt(floor["auc"]),
             _fmt(floor["gauc"]),
+            "-",
             "-",
             "-",
             "-",
@@ -90,6 +94,7 @@ COMPARISON_HEADERS = [
     "val AUC",
     "val gAUC",
     "val logloss",
+    "train AUC",
     "seeds",
     "best epoch",
     "params",
@@ -114,9 +119,16 @@ def render_summary(results: Mapping[str, Any]) -> str:
     out.append(md_table(COMPARISON_HEADERS, comparison_rows(results, names) + floor_rows(results)))
     out += [
         "",
-        "Mean ± standard deviation over seeds where there are several. 'vs floors': the paired bootstrap 95%"
-        " interval of the AUC difference against the best floor.",
+        "Mean ± standard deviation over seeds where there are several. Floors are scored in their better"
+        " direction, max(AUC, 1 - AUC). 'vs floors': the paired bootstrap 95% interval of the AUC difference"
+        " against the best floor, resampling users (first seed). 'train AUC': on training rows at the kept"
+        " epoch; a model whose rise above 0.5 there is less than half the median model's is marked"
+        " UNDER-TRAINED.",
     ]
+    selection = results.get("config", {}).get("selection")
+    if selection:
+        out += ["", selection["rule"]]
+    out += floors_table(results, names)
 
     reference = results.get("reference_model")
     ablations = [n for n in names if n.startswith("mdaf-")]
@@ -169,6 +181,9 @@ def render_summary(results: Mapping[str, Any]) -> str:
         out += ["", "## Data pipeline and filter impact (Table 6)", ""]
         keys = list(steps[0])
         out.append(md_table(keys, [[row.get(k) for k in keys] for row in steps]))
+        protocol = protocol_lines(data.get("stats") or {})
+        if protocol:
+            out += [""] + [f"- {line}" for line in protocol]
 
     for name in names:
         runs = results["models"][name].get("runs", [])
@@ -191,14 +206,15 @@ def render_summary(results: Mapping[str, Any]) -> str:
         ]
         stop = "early stop" if run.get("stopped_early") else "epoch limit"
         out += ["", f"## Training dynamics of `{name}` (Table 7), seed {run['seed']} ({stop})", ""]
+        out += ["Per epoch on the held-out last training day, which chooses the epoch; '*': kept.", ""]
         headers = [
             "epoch",
             "train loss",
             "train AUC",
-            "val AUC",
+            "held-out AUC",
             "gap",
-            "val logloss",
-            "val gAUC",
+            "held-out logloss",
+            "held-out gAUC",
             "samples/s",
             "best",
         ]
@@ -208,26 +224,22 @@ def render_summary(results: Mapping[str, Any]) -> str:
     if tests:
         rows = []
         for t in tests:
-            boot, tt = t["bootstrap"], t["ttest"]
+            boot = t["bootstrap"]
             rows.append(
                 [
                     t["seed"],
                     f"`{t['a']}` - `{t['b']}`",
                     f"{boot['diff']:+.4f}",
                     f"[{boot['low']:+.4f}, {boot['high']:+.4f}]",
-                    tt["batches"],
-                    _fmt(tt["t"], 2),
-                    _pvalue(tt["p"]),
+                    _pvalue(boot["p_a_not_better"]),
                 ]
             )
         out += ["", "## Significance (validation)", ""]
-        out.append(
-            md_table(["seed", "A - B", "ΔAUC", "95% bootstrap CI", "batches", "t", "p (paired t)"], rows)
-        )
+        out.append(md_table(["seed", "A - B", "ΔAUC", "95% CI (users resampled)", "p (A not better)"], rows))
         out += [
             "",
-            "Paired t-test on batch-level AUC (the paper's test) and a paired bootstrap of the AUC"
-            " difference over validation samples.",
+            "Paired bootstrap of the AUC difference resampling users (a user's samples and a positive's"
+            " negatives are correlated); p is the share of resamples where A does not beat B.",
         ]
 
     plots = [p for p in (VAL_AUC_PLOT, GATE_PLOT) if p in results.get("plots", [])]
@@ -246,6 +258,34 @@ def render_summary(results: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+def floors_table(results: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """Markdown lines: every model against every floor (AUC difference, user-clustered 95% interval of
+    the first seed, seeds whose interval lies above 0)."""
+    floors = list(results.get("floors", {}))
+    rows = []
+    for name in names:
+        per_seed = results["models"][name].get("vs_floors", [])
+        if not per_seed:
+            continue
+        cells = [f"`{name}`"]
+        for floor in floors:
+            ci = per_seed[0][floor]
+            wins = sum(1 for s in per_seed if s[floor]["low"] > 0)
+            cells.append(f"{ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] {wins}/{len(per_seed)}")
+        rows.append(cells)
+    if not rows:
+        return []
+    return [
+        "",
+        "## Models against every floor (validation)",
+        "",
+        md_table(["model", *floors], rows),
+        "",
+        "AUC(model) - AUC(floor in its better direction), 95% interval resampling users (first seed),"
+        " then the number of seeds whose interval lies above 0.",
+    ]
+
+
 def _pvalue(p: float) -> str:
     if p is None or math.isnan(p):
         return "-"
@@ -255,13 +295,28 @@ def _pvalue(p: float) -> str:
 CONSOLE_WIDTH = 120
 
 
-def _console_verdict(model: Mapping[str, Any]) -> str:
+def vs_best_floor(results: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A model against the best floor: the first seed's user-clustered interval, the floor's name, and
+    in how many seeds the interval lies above 0 (None without floors or intervals)."""
+    floors = results.get("floors", {})
+    per_seed = model.get("vs_floors") or []
+    if not floors or not per_seed:
+        return None
+    best = max(floors, key=lambda k: floors[k]["auc"])
+    if best not in per_seed[0]:
+        return None
+    wins = sum(1 for seed in per_seed if seed[best]["low"] > 0)
+    return {**per_seed[0][best], "floor": best, "wins": wins, "seeds": len(per_seed)}
+
+
+def _console_verdict(results: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     """The verdict against the best floor, short enough for a terminal column."""
-    ci = model.get("vs_best_floor")
-    if not ci:
+    ci = vs_best_floor(results, model)
+    if ci is None:
         return model.get("verdict", "-")
-    word = "beats" if ci["low"] > 0 else ("not clearly above" if ci["diff"] > 0 else "below")
-    return f"{word} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+    word = "beats" if ci["wins"] == ci["seeds"] else ("not clearly above" if ci["diff"] > 0 else "below")
+    seeds = f" (above 0 in {ci['wins']}/{ci['seeds']} seeds)" if ci["seeds"] > 1 else ""
+    return f"{word} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]{seeds}"
 
 
 def render_console(results: Mapping[str, Any]) -> str:
@@ -272,14 +327,16 @@ def render_console(results: Mapping[str, Any]) -> str:
     lines = ["", "Overall comparison on validation (with untrained floors)"]
     headers = COMPARISON_HEADERS[:-1]  # the verdicts follow the table: they would make it too wide
     rows = [[cell.strip("`") for cell in row[:-1]] for row in comparison_rows(results, names)]
-    rows += [[name, _fmt(f["auc"]), _fmt(f["gauc"]), "-", "-", "-", "0"] for name, f in floors.items()]
+    for name, f in floors.items():
+        label = name + ("" if f.get("sign", 1) > 0 else " (inverted)")
+        rows.append([label, _fmt(f["auc"]), _fmt(f["gauc"]), *["-"] * 4, "0"])
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines += [f"  {name}: untrained, {floor['description']}" for name, floor in floors.items()]
     if floors and names:
-        lines.append(f"vs the best floor ({best_floor}): ΔAUC [95% bootstrap CI]")
-        lines += [f"  {name}: {_console_verdict(results['models'][name])}" for name in names]
+        lines.append(f"vs the best floor ({best_floor}): ΔAUC [95% user-clustered bootstrap CI, first seed]")
+        lines += [f"  {name}: {_console_verdict(results, results['models'][name])}" for name in names]
     for name in names:
         for run in results["models"][name].get("runs", [])[:1]:
             gate = run.get("gate")
@@ -301,10 +358,10 @@ def render_console(results: Mapping[str, Any]) -> str:
                 )
             )
     for t in results.get("significance", []):
-        boot, tt = t["bootstrap"], t["ttest"]
+        boot = t["bootstrap"]
         lines.append(
             f"{t['a']} - {t['b']} (seed {t['seed']}): ΔAUC {boot['diff']:+.4f}, 95% CI [{boot['low']:+.4f},"
-            f" {boot['high']:+.4f}], paired t-test p {_pvalue(tt['p'])} over {tt['batches']} batches"
+            f" {boot['high']:+.4f}] resampling {boot['clusters']} users, p {_pvalue(boot['p_a_not_better'])}"
         )
     return "\n".join(lines)
 
@@ -340,8 +397,8 @@ def write_plots(results: Mapping[str, Any], out_dir: str | Path) -> list[str]:
             ax.annotate(name, (ax.get_xlim()[0], floor["auc"]), fontsize=7, color="gray", va="bottom")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation AUC")
-        ax.set_title("Validation AUC per epoch (dashed: untrained floors)")
+        ax.set_ylabel("held-out AUC (last training day)")
+        ax.set_title("Held-out AUC per epoch (dashed: floors on validation)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out_dir / VAL_AUC_PLOT, dpi=110)

@@ -8,6 +8,7 @@ import pytest
 from mdaf.data import PipelineConfig, prepare, read_behaviors
 from mdaf.data import pipeline as P
 from mdaf.data.reader import BEHAVIORS
+from mdaf.schema import FIRST_ID, OOV_ID, PAD_ID
 from tests.mdaf.data.conftest import DAY, T0, write_rows
 
 # Two days; day 1 (the last) is validation. Same-second clicks 12 and 13 of user 1 test "strictly before".
@@ -45,25 +46,36 @@ def tiny(tmp_path):
 
 
 def test_histories_ids_and_split_known_answer(tiny):
-    data = prepare(tiny, PipelineConfig(max_len=5, **ONLY_POSITIVES))
-    # train ids: users 1, 2; items 11, 12, 13, 14, 21 -> 1..5; categories 1, 2, 5 -> 1..3
+    data = prepare(tiny, PipelineConfig(max_len=5, oov_min_count=1, **ONLY_POSITIVES))
+    # 0 padding, 1 out of vocabulary; train ids: users 1, 2 -> 2, 3; items 11, 12, 13, 14, 21 -> 2..6;
+    # categories 1, 2, 5 -> 2..4
     assert (data.meta.num_users, data.meta.num_items, data.meta.num_categories, data.meta.max_len) == (
-        3,
-        6,
         4,
+        7,
+        5,
         5,
     )
     assert _rows(data.train) == [
-        (1, 2, 1, 1, 1, T0 + 200, _pad([1], 5), _pad([1], 5)),
-        (1, 3, 2, 1, 1, T0 + 200, _pad([1], 5), _pad([1], 5)),  # the same-second click 12 is not history
-        (1, 4, 2, 3, 1, T0 + 300, _pad([1, 2, 3], 5), _pad([1, 1, 2], 5)),  # the buy is not a click
-        (2, 1, 1, 1, 1, T0 + 400, _pad([5], 5), _pad([3], 5)),
+        (2, 3, 2, 1, 1, T0 + 200, _pad([2], 5), _pad([2], 5)),
+        (2, 4, 3, 1, 1, T0 + 200, _pad([2], 5), _pad([2], 5)),  # the same-second click 12 is not history
+        (2, 5, 3, 3, 1, T0 + 300, _pad([2, 3, 4], 5), _pad([2, 2, 3], 5)),  # the buy is not a click
+        (3, 2, 2, 1, 1, T0 + 400, _pad([6], 5), _pad([4], 5)),
     ]
-    # validation: item 15, category 3 and item 22 are unknown to the training maps -> 0
+    # validation: item 15, category 3 and item 22 are unknown to the training maps -> 1 (OOV)
     assert _rows(data.valid) == [
-        (1, 0, 0, 4, 1, T0 + DAY + 50, _pad([1, 2, 3, 4], 5), _pad([1, 1, 2, 2], 5)),
-        (2, 0, 3, 2, 1, T0 + DAY + 100, _pad([5, 1], 5), _pad([3, 1], 5)),
+        (2, 1, 1, 4, 1, T0 + DAY + 50, _pad([2, 3, 4, 5], 5), _pad([2, 2, 3, 3], 5)),
+        (3, 1, 4, 2, 1, T0 + DAY + 100, _pad([6, 2], 5), _pad([4, 2], 5)),
     ]
+    assert data.stats["valid"]["oov_share"]["target_item_positives"] == 1.0
+    # with the transductive vocabulary the validation ids get rows of their own
+    transductive = prepare(
+        tiny, PipelineConfig(max_len=5, oov_min_count=1, vocabulary="all-days", **ONLY_POSITIVES)
+    )
+    assert (transductive.valid["item"] > 1).all() and (transductive.valid["category"] > 1).all()
+    # oov_min_count=2: ids seen once in training share the out-of-vocabulary id there too
+    rare = prepare(tiny, PipelineConfig(max_len=5, oov_min_count=2, **ONLY_POSITIVES))
+    assert rare.id_maps.items.tolist() == [11, 12, 13] and rare.id_maps.users.tolist() == [1]
+    assert rare.train["item"].tolist() == [3, 4, 1, 2] and rare.train["user"].tolist() == [2, 2, 2, 1]
     for split in (data.train, data.valid):
         assert split["label"].dtype == np.float32
         assert all(split[k].dtype == np.int64 for k in ("user", "item", "category", "hist_items", "hist_len"))
@@ -71,16 +83,16 @@ def test_histories_ids_and_split_known_answer(tiny):
 
 
 def test_most_recent_kept_when_history_is_long(tiny):
-    data = prepare(tiny, PipelineConfig(max_len=2, **ONLY_POSITIVES))
-    assert data.train["hist_items"][2].tolist() == [2, 3] and data.train["hist_len"][2] == 2
-    assert data.valid["hist_items"][0].tolist() == [3, 4]
+    data = prepare(tiny, PipelineConfig(max_len=2, oov_min_count=1, **ONLY_POSITIVES))
+    assert data.train["hist_items"][2].tolist() == [3, 4] and data.train["hist_len"][2] == 2
+    assert data.valid["hist_items"][0].tolist() == [4, 5]
 
 
 def test_category_filter_known_answer(tiny):
-    data = prepare(tiny, PipelineConfig(max_len=5, category_filter=True, **ONLY_POSITIVES))
+    data = prepare(tiny, PipelineConfig(max_len=5, category_filter=True, oov_min_count=1, **ONLY_POSITIVES))
     # kept: item 12 (cat 1, history cats {1}), item 14 (cat 2, history {1, 2}), validation item 22 (cat 5)
     assert data.train["timestamp"].tolist() == [T0 + 200, T0 + 300]
-    assert data.train["item"].tolist() == [2, 4]  # ids of the filtered training split: 11, 12, 13, 14 -> 1..4
+    assert data.train["item"].tolist() == [3, 5]  # ids of the filtered training split: 11, 12, 13, 14 -> 2..5
     assert data.valid["timestamp"].tolist() == [T0 + DAY + 100]
     assert data.stats["category_filter"]["target_category_in_history"] == 1.0
 
@@ -109,26 +121,35 @@ def default_events(default_file):
     return frame
 
 
+def _raw(table, ids):
+    """Raw ids back from contiguous ids (-1 for padding and out-of-vocabulary)."""
+    return np.r_[-1, -1, table][ids]
+
+
 @pytest.mark.parametrize("scheme", P.NEGATIVE_SCHEMES)
 def test_negatives_follow_their_scheme(default_file, default_events, scheme):
-    data = prepare(default_file, PipelineConfig(negative_scheme=scheme))
+    data = prepare(default_file, PipelineConfig(negative_scheme=scheme, oov_min_count=1))
     for name in ("samples", "nonempty_history"):
         assert abs(data.stats[name]["positive_rate"] - 0.4) < 0.01
     maps, train = data.id_maps, data.train
-    raw_item = np.r_[-1, maps.items][train["item"]]
-    raw_user = np.r_[-1, maps.users][train["user"]]
+    raw_item, raw_user = _raw(maps.items, train["item"]), _raw(maps.users, train["user"])
     day = P.day_index(train["timestamp"], 8)
     neg = train["label"] == 0
     frame = default_events
     clicks = frame[frame["behavior_type"] == "pv"]
-    clicked = set(
-        zip(clicks["user_id"], P.day_index(clicks["timestamp"].to_numpy(), 8), clicks["item_id"], strict=True)
+    first_click = clicks.groupby(["user_id", "item_id"])["timestamp"].min().to_dict()
+    never = np.iinfo(np.int64).max
+    first = np.array(
+        [first_click.get((u, i), never) for u, i in zip(raw_user[neg], raw_item[neg], strict=True)]
     )
-    assert not any(
-        (u, d, i) in clicked for u, d, i in zip(raw_user[neg], day[neg], raw_item[neg], strict=True)
-    )
-    first_day = frame.groupby("item_id")["timestamp"].min()
-    assert (P.day_index(first_day.loc[raw_item[neg]].to_numpy(), 8) <= day[neg]).all()  # never a later item
+    # never clicked by the user before the end of the sample's day (so never before it, on any day)
+    assert (first >= (day[neg] + 1) * DAY - 8 * 3600).all()
+    first_seen = frame.groupby("item_id")["timestamp"].min()
+    assert (first_seen.loc[raw_item[neg]].to_numpy() <= train["timestamp"][neg]).all()  # never a later item
+    audit = data.stats["samples"]["negative_audit"]
+    assert audit["negatives"] > 0 and data.stats["samples"]["negative_pool"] == P.NEGATIVE_POOLS[scheme]
+    assert audit["clicked_before_sample"] == audit["in_history"] == audit["first_seen_after_sample"] == 0.0
+    assert "clicked by the user before the sample 0.00%" in data.stats_table()
     # every negative shares time and history with a positive of the same user
     positive_keys = set(
         zip(train["user"][~neg], train["timestamp"][~neg], map(bytes, train["hist_items"][~neg]), strict=True)
@@ -148,7 +169,9 @@ def test_negatives_follow_their_scheme(default_file, default_events, scheme):
     else:
         assert in_history[neg].mean() < 0.5
     if scheme == "popularity":
-        assert top_share > 0.15  # the top 1% of items take a big share of clicks, hence of negatives
+        # the top 1% of items take a big share of clicks, hence of negatives (10x their share of items;
+        # less than their share of clicks, as the user's own clicks are excluded)
+        assert top_share > 0.1
     else:
         assert top_share < 0.1 or scheme == "history-category"
 
@@ -161,6 +184,35 @@ def test_negative_ratio_and_determinism(default_file):
     for k in a.train:
         np.testing.assert_array_equal(a.train[k], b.train[k])
     assert not np.array_equal(a.train["item"], c.train["item"])
+
+
+@pytest.mark.parametrize("scheme", P.NEGATIVE_SCHEMES)
+def test_negative_is_never_a_clicked_nor_a_future_item(tmp_path, scheme):
+    """User 1 clicked items 1 to 4 on day 0; item 5 (clicked by user 2 first) is the only item seen up to
+    each of user 1's samples that user 1 never clicked; item 6 appears only after them."""
+    rows = [(2, 5, 1, "pv", T0 + 50)]
+    rows += [(1, i, 1, "pv", T0 + 100 * i) for i in (1, 2, 3, 4)]
+    rows += [
+        (1, 1, 1, "pv", T0 + DAY + 100),
+        (1, 2, 1, "pv", T0 + DAY + 200),
+        (2, 6, 1, "pv", T0 + DAY + 500),
+    ]
+    config = PipelineConfig(
+        negative_scheme=scheme,
+        positive_rate=0.5,
+        negative_max_tries=80,
+        oov_min_count=1,
+        vocabulary="all-days",
+    )
+    data = prepare(write_rows(tmp_path / "d.csv", rows), config)
+    for split in (data.train, data.valid):
+        user1_negatives = (_raw(data.id_maps.users, split["user"]) == 1) & (split["label"] == 0)
+        assert user1_negatives.sum() >= 2
+        assert (
+            _raw(data.id_maps.items, split["item"][user1_negatives]).tolist() == [5] * user1_negatives.sum()
+        )
+    # 8 clicks; user 2's first click has no candidate (the only item seen by then is its own)
+    assert data.stats["samples"]["negatives_unfilled"] == 1 and data.stats["samples"]["negatives_drawn"] == 7
 
 
 def _append_rows(path, out, rows):
@@ -186,13 +238,15 @@ def test_no_future_information(tmp_path, default_file, default_events, scheme):
         np.testing.assert_array_equal(base.train[k], changed.train[k])
     assert base.meta == changed.meta
     assert changed.stats["valid"]["samples"] > base.stats["valid"]["samples"]
-    # the future items reach validation histories only, as the unknown id 0
+    # the future items reach validation histories only, as the out-of-vocabulary id
+    np.testing.assert_array_equal(base.id_maps.items, changed.id_maps.items)
+    assert not np.isin(9_000_000 + np.arange(len(users)), changed.id_maps.items).any()
     later = changed.valid["timestamp"] > last_day_start + 3600 + 60
-    assert (changed.valid["hist_items"][later] == 0).sum() > 0
+    assert (changed.valid["hist_items"][later] == OOV_ID).sum() > (base.valid["hist_items"] == OOV_ID).sum()
     positions = np.arange(changed.train["hist_items"].shape[1])
     valid_positions = positions[None, :] < changed.train["hist_len"][:, None]
-    assert (changed.train["hist_items"][valid_positions] != 0).all()
-    assert (changed.train["hist_items"][~valid_positions] == 0).all()
+    assert (changed.train["hist_items"][valid_positions] != PAD_ID).all()
+    assert (changed.train["hist_items"][~valid_positions] == PAD_ID).all()
 
 
 def test_histories_match_a_plain_pandas_oracle(default_file, default_events):
@@ -203,8 +257,8 @@ def test_histories_match_a_plain_pandas_oracle(default_file, default_events):
     rng = np.random.default_rng(0)
     for split in (data.train, data.valid):
         for i in rng.choice(len(split["user"]), size=60, replace=False):
-            user = np.r_[-1, maps.users][split["user"][i]] if split["user"][i] else None
-            if user is None:
+            user = _raw(maps.users, split["user"][i])
+            if user < 0:
                 continue
             past = by_user[user]
             past = past[past["timestamp"] < split["timestamp"][i]].tail(50)  # file order = time order
@@ -230,22 +284,23 @@ def test_id_maps_fitted_on_training_split(default_file):
             if key != "category"
             else np.concatenate([train["category"], train["hist_cats"].ravel()])
         )
-        used = used[used != 0]
-        np.testing.assert_array_equal(used, np.arange(1, size))  # contiguous, all used, 0 is padding
-    assert (data.valid["item"] == 0).any() and (data.valid["item"] < data.meta.num_items).all()
+        # contiguous, every own row used; the out-of-vocabulary row trains on the rare training items
+        np.testing.assert_array_equal(used[used >= FIRST_ID], np.arange(FIRST_ID, size))
+        assert key != "item" or OOV_ID in used
+    assert (data.valid["item"] == OOV_ID).any() and (data.valid["item"] < data.meta.num_items).all()
 
 
 def test_user_fraction_and_caps(default_file):
-    full = prepare(default_file, PipelineConfig())
-    half = prepare(default_file, PipelineConfig(user_fraction=0.5))
+    full = prepare(default_file, PipelineConfig(oov_min_count=1))
+    half = prepare(default_file, PipelineConfig(user_fraction=0.5, oov_min_count=1))
     assert 0.35 < half.meta.num_users / full.meta.num_users < 0.65
-    assert half.stats["read"]["users"] == pytest.approx(half.meta.num_users - 1, abs=5)
+    assert half.stats["read"]["users"] == pytest.approx(half.meta.num_users - FIRST_ID, abs=5)
     capped = prepare(default_file, PipelineConfig(max_samples_per_user=10, positive_rate=1.0))
     _, per_user = np.unique(capped.train["user"], return_counts=True)
     assert per_user.max() <= 10 and (per_user == 10).mean() > 0.5
     small = prepare(default_file, PipelineConfig(max_train_samples=20_000))
     assert 19_000 < small.stats["train"]["samples"] <= 20_000
-    assert set(np.r_[0, small.id_maps.users][small.valid["user"]]) - {0} <= set(small.id_maps.users)
+    assert set(_raw(small.id_maps.users, small.valid["user"])) - {-1} <= set(small.id_maps.users)
 
 
 def test_stats_per_step_saved_as_json(tmp_path, default_file):

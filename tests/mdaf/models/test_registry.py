@@ -12,7 +12,7 @@ from mdaf.models import MDAF, build_model, list_models, model_config, parameter_
 from tests.mdaf.models.helpers import META, make_batch, tiny_model, tiny_overrides
 
 EXPECTED = ["mdaf", "bst", "mamba4rec", "dcnv2", "autoint", "mdaf-concat", "mdaf-fixed-gate",
-            "mdaf-static-only", "mdaf-seq-only", "mdaf-mlp-static", "mdaf-attn-fusion"]
+            "mdaf-static-only", "mdaf-seq-only", "mdaf-seq-target", "mdaf-mlp-static", "mdaf-attn-fusion"]
 
 
 def test_every_model_of_the_paper_is_registered():
@@ -35,6 +35,7 @@ def test_mdaf_defaults_are_the_papers_configuration():
     ("mdaf-attn-fusion", "fusion", "attention"),
     ("mdaf-static-only", "seq_branch", "none"),
     ("mdaf-seq-only", "static_branch", "none"),
+    ("mdaf-seq-target", "seq_target", True),
     ("mdaf-mlp-static", "static_branch", "mlp"),
 ])
 def test_ablations_are_configurations_of_the_one_mdaf_class(name, field, value):

@@ -74,8 +74,18 @@ def test_mdaf_beats_a_constant_predictor_and_reports_every_table(run):
         "floor:item-popularity",
         "floor:category-share",
         "floor:item-in-history",
+        "floor:target-unknown",
     }
+    for floor in results["floors"].values():
+        assert floor["auc"] >= 0.5 and floor["auc"] == pytest.approx(
+            max(floor["raw_auc"], 1 - floor["raw_auc"])
+        )
     assert "floors" in results["models"]["mdaf"]["verdict"]
+    assert set(results["models"]["mdaf"]["vs_floors"][0]) == set(results["floors"])
+    # settings chosen on the held-out training day: validation chooses nothing
+    assert results["data"]["n_fit"] + results["data"]["n_holdout"] == results["data"]["n_train"]
+    assert results["models"]["mdaf"]["lr_selection"]["chosen"] == 3e-3
+    assert 0.5 < mdaf_run["metrics"]["holdout_auc"] and 0.5 < mdaf_run["metrics"]["train_auc"]
     gate = mdaf_run["gate"]
     assert 0 < gate["stats"]["min"] <= gate["stats"]["mean"] <= gate["stats"]["max"] < 1
     assert [b["history_length"] for b in gate["by_history_length"]] == ["< 10", "10-30", "> 30"]
@@ -170,3 +180,29 @@ def test_resume_of_a_finished_run_reproduces_it(run):
             == run["results"]["models"][name]["runs"][0]["metrics"]
         )
         assert len(again["models"][name]["runs"][0]["history"]) == 3
+
+
+def test_learning_rate_chosen_on_held_out_training_days(run, tmp_path):
+    from mdaf.train.config import TrainConfig
+    from mdaf.train.experiment import run_experiment
+
+    prepared = prepare(run["data"], PipelineConfig(max_len=10), cache_dir=run["root"] / "cache")
+    config = TrainConfig(epochs=2, batch_size=256, progress=False, train_eval_samples=1000, patience=0)
+    results = run_experiment(
+        prepared,
+        ["dcnv2"],
+        train_config=config,
+        out_dir=tmp_path,
+        model_overrides={"dcnv2": {"embed_dim": 16}},
+        lr_candidates=[1e-6, 3e-3],
+        n_boot=20,
+        log=lambda text: None,
+    )
+    selection = results["models"]["dcnv2"]["lr_selection"]
+    # 1e-6 barely moves the weights in 2 epochs; the rule must see that on the held-out day
+    assert (
+        selection["chosen"] == 3e-3 and selection["holdout_auc"]["0.003"] > selection["holdout_auc"]["1e-06"]
+    )
+    assert (tmp_path / "dcnv2" / "seed0-lr1e-06" / "best.pt").is_file()
+    assert results["models"]["dcnv2"]["runs"][0]["lr"] == 3e-3
+    assert "learning rate" in results["config"]["selection"]["rule"]

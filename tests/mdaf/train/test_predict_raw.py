@@ -16,11 +16,11 @@ import pytest
 import mdaf
 from mdaf.cli import main
 from mdaf.data import PipelineConfig, generate_synthetic, prepare, read_behaviors
-from mdaf.schema import FEATURE_KEYS
+from mdaf.schema import FEATURE_KEYS, FIRST_ID
 from mdaf_kernels import backend
 from tests.data_location import real_sample_path
 
-UNSEEN = -7  # a raw id no training split holds: maps to 0, the padding/unknown id
+UNSEEN = -7  # a raw id no training split holds: maps to OOV_ID, the trained out-of-vocabulary row
 MAX_LEN = 10
 
 
@@ -50,8 +50,9 @@ def run(request, tmp_path_factory):
 
 
 def raw_ids(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Contiguous ids back to raw ids through an id map; 0 (unknown) to an id training never saw."""
-    return np.where(ids > 0, table[np.maximum(ids - 1, 0)], UNSEEN)
+    """Contiguous ids back to raw ids through an id map; the out-of-vocabulary id to an id training never
+    saw (padding never occurs here)."""
+    return np.where(ids >= FIRST_ID, table[np.maximum(ids - FIRST_ID, 0)], UNSEEN)
 
 
 def raw_rows(valid, maps, rows) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def raw_rows(valid, maps, rows) -> pd.DataFrame:
 def validation(run):
     loaded = mdaf.load(run["checkpoint"])
     valid = {k: np.asarray(v) for k, v in run["prepared"].valid.items()}
-    rows = np.flatnonzero(valid["user"] > 0)[:400]  # a known user: its raw id is recoverable
+    rows = np.flatnonzero(valid["user"] >= FIRST_ID)[:400]  # a known user: its raw id is recoverable
     assert rows.size > 50
     return loaded, valid, rows, mdaf.predict(loaded.model, valid)
 
