@@ -66,8 +66,8 @@ def render_block(results: dict, source: str) -> str:
         "",
         f"From `{source}`: {data.get('n_train', 0):,} training and {data.get('n_valid', 0):,} validation"
         f" samples; {env.get('cpu', '?')}, training on torch threads: {threads or 'all'}"
-        " (the figures depend on the thread count); the run took"
-        f" {results.get('wall_seconds', 0):.0f} s including data generation.",
+        " (the figures depend on the thread count); the experiment took"
+        f" {results.get('wall_seconds', 0):.0f} s of wall time.",
     ]
     return "\n".join([BEGIN, *lines, END])
 

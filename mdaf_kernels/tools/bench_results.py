@@ -25,6 +25,7 @@ autograd) and ``mode`` (train, infer); ratios and targets are computed from thos
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import platform
@@ -218,12 +219,14 @@ def write_results(
 # --- whole-model comparisons and targets ---------------------------------------------------------------
 
 
-def _find(records: Iterable[dict], model: str, variant: str, mode: str | None, key: str) -> dict | None:
-    """The ``extra_info`` of the first row of ``model``/``variant`` (any mode if None) that has ``key``."""
+def _find(records: Iterable[dict], model: str, variant: str, mode: str | None, key: str,
+          batch: int | None = None) -> dict | None:
+    """The ``extra_info`` of the first row of ``model``/``variant`` (any mode if None, any batch if None)
+    that has ``key``."""
     for record in records:
         info = record.get("extra_info", {})
         if (info.get("model"), info.get("variant")) == (model, variant) and mode in (None, info.get("mode")):
-            if key in info:
+            if key in info and batch in (None, info.get("batch")):
                 return info
     return None
 
@@ -241,6 +244,7 @@ def model_ratios(results: dict) -> list[dict]:
     """Measured ratios between whole-model rows of one results file (missing rows are left out)."""
     records = results["benchmarks"]
     pairs = (
+        ("MDAF (compiled CPU) / BST", ("mdaf", "cpu"), BST),
         ("MDAF (reference) / BST", MDAF_REFERENCE, BST),
         ("MDAF (Triton) / BST", MDAF_TRITON, BST),
         ("MDAF (Triton) / MDAF (reference)", MDAF_TRITON, MDAF_REFERENCE),
@@ -249,14 +253,18 @@ def model_ratios(results: dict) -> list[dict]:
         ("MDAF (Triton) / MDAF (plain autograd)", MDAF_TRITON, ("mdaf", "autograd")),
         ("MDAF (reference) / MDAF (plain autograd)", MDAF_REFERENCE, ("mdaf", "autograd")),
     )
+    # rows measured at several batch sizes (CPU) are compared batch by batch
+    model_rows = [r.get("extra_info", {}) for r in records if "model" in r.get("extra_info", {})]
+    batches = sorted({info.get("batch") for info in model_rows} - {None}) or [None]
     rows = []
     for mode in ("train", "infer"):
-        for label, num, den in pairs:
-            a, b = _find(records, *num, mode, "samples_per_s"), _find(records, *den, mode, "samples_per_s")
+        for (label, num, den), batch in itertools.product(pairs, batches):
+            a = _find(records, *num, mode, "samples_per_s", batch)
+            b = _find(records, *den, mode, "samples_per_s", batch)
             if a is not None and b is not None:
                 ma, mb = peak_memory(a), peak_memory(b)
                 rows.append({
-                    "comparison": label,
+                    "comparison": label if len(batches) == 1 else f"{label}, batch {batch}",
                     "mode": mode,
                     "throughput_ratio": a["samples_per_s"] / b["samples_per_s"],
                     "peak_memory_ratio": ma / mb if ma and mb else None,
