@@ -61,7 +61,7 @@ def render_block(results: dict, source: str) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     env = results.get("environment", {})
     data = results.get("data", {})
-    threads = results.get("config", {}).get("train", {}).get("num_threads")
+    threads = env.get("torch_threads") or results.get("config", {}).get("train", {}).get("num_threads")
     lines += [
         "",
         f"From `{source}`: {data.get('n_train', 0):,} training and {data.get('n_valid', 0):,} validation"
