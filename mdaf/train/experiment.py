@@ -30,7 +30,7 @@ from mdaf.train.config import TrainConfig
 from mdaf.train.distributed import init_distributed, resolve_device
 from mdaf.train.floors import FLOOR_DESCRIPTIONS, floor_scores, oriented_floor
 from mdaf.train.metrics import gauc
-from mdaf.train.report import RESULTS_FILE, render_console, write_report
+from mdaf.train.report import RESULTS_FILE, interval_vs_floor, render_console, standing, write_report
 from mdaf.train.threads import set_num_threads
 from mdaf.train.trainer import LAST_CHECKPOINT, Evaluation, Trainer
 
@@ -159,18 +159,20 @@ def compare_with_floors(
     }
 
 
+VERDICT_WORDS = {
+    "beats": "beats floors",
+    "not clearly above": "NOT clearly above floors",
+    "below": "does NOT beat floors",
+}
+
+
 def verdict_against_floors(vs_floors: Sequence[Mapping[str, Mapping[str, float]]], best: str) -> str:
     """One line per model: the user-clustered 95% interval against the best floor in the first seed,
     and in how many seeds the interval lies above 0."""
-    wins = sum(1 for per_seed in vs_floors if per_seed[best]["low"] > 0)
-    ci = vs_floors[0][best]
+    ci = interval_vs_floor(vs_floors, best)
     span = f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}] vs {best}"
-    seeds = f" (interval above 0 in {wins}/{len(vs_floors)} seeds)" if len(vs_floors) > 1 else ""
-    if wins == len(vs_floors):
-        return f"beats floors: {span}{seeds}"
-    if ci["diff"] > 0:
-        return f"NOT clearly above floors: {span}{seeds}"
-    return f"does NOT beat floors: {span}{seeds}"
+    seeds = f" (interval above 0 in {ci['wins']}/{ci['seeds']} seeds)" if ci["seeds"] > 1 else ""
+    return f"{VERDICT_WORDS[standing(ci)]}: {span}{seeds}"
 
 
 def undertrained_models(entries: Mapping[str, Mapping[str, Any]]) -> tuple[float, dict[str, float]]:

@@ -295,18 +295,29 @@ def _pvalue(p: float) -> str:
 CONSOLE_WIDTH = 120
 
 
+def interval_vs_floor(per_seed: Sequence[Mapping[str, Mapping[str, float]]], floor: str) -> dict[str, Any]:
+    """A model against ``floor``: the first seed's user-clustered interval, the floor's name, and in how
+    many seeds the interval lies above 0."""
+    wins = sum(1 for seed in per_seed if seed[floor]["low"] > 0)
+    return {**per_seed[0][floor], "floor": floor, "wins": wins, "seeds": len(per_seed)}
+
+
+def standing(ci: Mapping[str, Any]) -> str:
+    """Where a model stands against a floor: beats (the interval lies above 0 in every seed), not
+    clearly above (a positive difference without that), or below."""
+    if ci["wins"] == ci["seeds"]:
+        return "beats"
+    return "not clearly above" if ci["diff"] > 0 else "below"
+
+
 def vs_best_floor(results: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A model against the best floor: the first seed's user-clustered interval, the floor's name, and
-    in how many seeds the interval lies above 0 (None without floors or intervals)."""
+    """:func:`interval_vs_floor` for the best floor (None without floors or intervals)."""
     floors = results.get("floors", {})
     per_seed = model.get("vs_floors") or []
     if not floors or not per_seed:
         return None
     best = max(floors, key=lambda k: floors[k]["auc"])
-    if best not in per_seed[0]:
-        return None
-    wins = sum(1 for seed in per_seed if seed[best]["low"] > 0)
-    return {**per_seed[0][best], "floor": best, "wins": wins, "seeds": len(per_seed)}
+    return interval_vs_floor(per_seed, best) if best in per_seed[0] else None
 
 
 def _console_verdict(results: Mapping[str, Any], model: Mapping[str, Any]) -> str:
@@ -314,9 +325,8 @@ def _console_verdict(results: Mapping[str, Any], model: Mapping[str, Any]) -> st
     ci = vs_best_floor(results, model)
     if ci is None:
         return model.get("verdict", "-")
-    word = "beats" if ci["wins"] == ci["seeds"] else ("not clearly above" if ci["diff"] > 0 else "below")
     seeds = f" (above 0 in {ci['wins']}/{ci['seeds']} seeds)" if ci["seeds"] > 1 else ""
-    return f"{word} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]{seeds}"
+    return f"{standing(ci)} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]{seeds}"
 
 
 def render_console(results: Mapping[str, Any]) -> str:
