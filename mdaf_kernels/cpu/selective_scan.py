@@ -3,9 +3,11 @@
 Same structure as the Triton kernels: one unit of work per (batch row, channel) walks the row's
 steps once with its N-element state in registers/L1, fusing the discretisation, the C readout and
 the D skip. Rows are split into ``PARTS`` contiguous parts run in parallel (numba ``prange``, as many
-threads as ``torch.get_num_threads()``). The elementwise transcendental work around the recurrence
-(delta_bias and softplus, the SiLU(z) gate, and their gradients) runs as torch's vectorised ops on
-the host: as scalar libm calls inside the loop it cost more than the state update itself.
+threads as ``torch.get_num_threads()``). The elementwise work around the recurrence (delta_bias and
+softplus, the SiLU(z) gate, and their gradients) runs inside the kernels too, as one vectorised pass
+over a (row, channel)'s steps with the arithmetic exp below and a series for softplus's log1p (libm
+calls would not vectorise): the host only converts layouts, and nothing (batch, dim, L)-sized is
+computed twice or held as a temporary.
 
 The backward recomputes each (row, channel)'s states and decays into a (L + 1, N) scratch buffer
 (a few KiB per thread, in cache) and runs the adjoint recurrence ``dh_t = exp(delta_{t+1} A) dh_{t+1}
@@ -35,13 +37,10 @@ import platform
 import numba
 import numpy as np
 import torch
-import torch.nn.functional as F
 from llvmlite import ir
 from numba import njit, prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic
-
-from mdaf_kernels.reference.selective_scan import effective_delta, last_positions
 
 # Parts the batch is split into: enough for load balance on any core count, and fixed, so that the
 # partial sums (and the gradients) do not depend on the thread count.
@@ -54,12 +53,16 @@ _LN2_HI = _f32(0.693359375)
 _LN2_LO = _f32(-2.12194440e-4)
 _EXP_COEFFS = tuple(_f32(1.0 / math.factorial(i)) for i in range(8))
 _C1, _C2, _C3, _C4, _C5, _C6, _C7 = _EXP_COEFFS[1:]
-_ZERO, _HALF, _ONE = _f32(0.0), _f32(0.5), _f32(1.0)
+_ZERO, _HALF, _ONE, _TWO = _f32(0.0), _f32(0.5), _f32(1.0), _f32(2.0)
+# 1 / (2k + 1): the odd series of atanh, for softplus's log1p.
+_S3, _S5, _S7, _S9, _S11, _S13, _S15 = (_f32(1.0 / k) for k in range(3, 16, 2))
 _EXP2_MIN, _EXP2_MAX = _f32(-127.0), _f32(127.0)
 
 # The range reduction must be evaluated as written (no reassociation); NaN and Inf still propagate.
 _EXP_FLAGS = {"nsz", "contract", "arcp"}
 # The scan loops may reassociate (vectorised dot products and sums) and fuse multiply-adds.
+# Every function compiles with error_model="numpy": a float division by zero gives inf or nan, as in
+# torch, instead of Python's check, whose branch keeps loops with a division from vectorising.
 _LOOP_FLAGS = {"nsz", "contract", "arcp", "reassoc"}
 
 
@@ -120,16 +123,16 @@ if platform.machine().lower() in ("x86_64", "amd64", "x86", "i686"):
     _flush_subnormals, _restore_fp_control = _x86_flush_subnormals, _x86_restore_fp_control
 else:  # other CPUs (e.g. Arm) handle subnormals without a large penalty
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _flush_subnormals():
         return np.uint32(0)
 
-    @njit(cache=True)
+    @njit(cache=True, error_model="numpy")
     def _restore_fp_control(previous):
         pass
 
 
-@njit(fastmath=_EXP_FLAGS, cache=True)
+@njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
 def _exp(x):
     """exp(x) in fp32 from arithmetic alone, so loops calling it vectorise."""
     k = np.floor(min(max(x * _LOG2E, _EXP2_MIN), _EXP2_MAX) + _HALF)
@@ -138,14 +141,41 @@ def _exp(x):
     return p * _float32_from_bits((np.int64(k) + 127) << 23)
 
 
-@njit(fastmath=_EXP_FLAGS, cache=True)
+@njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
 def exp_array(x, out):
     """``out[i] = _exp(x[i])``: the vectorised exponential, exposed for its accuracy test."""
     for i in range(x.shape[0]):
         out[i] = _exp(x[i])
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True)
+@njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
+def _sigmoid(x):
+    return _ONE / (_ONE + _exp(-x))
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+def _effective_delta(delta_row, bias, softplus, n_steps, dt, slope):
+    """dt[t] = softplus(delta_row[t] + bias) (or without softplus) and slope[t] its derivative by
+    delta_row[t], for t < n_steps: one vectorised pass per (row, channel). softplus(x) = max(x, 0) +
+    log1p(e), e = exp(-|x|), with log1p(e) = 2 atanh(s), s = e / (2 + e) <= 1/3, as its odd series
+    (terms to s^15: truncation below 2e-9 relative); its slope sigmoid(x) = (1 or e) / (1 + e)."""
+    if not softplus:
+        for t in range(n_steps):
+            dt[t] = delta_row[t] + bias
+            slope[t] = _ONE
+        return
+    for t in range(n_steps):
+        x = delta_row[t] + bias
+        e = _exp(-abs(x))
+        s = e / (_TWO + e)
+        s2 = s * s
+        series = _ONE + s2 * (_S3 + s2 * (_S5 + s2 * (_S7 + s2 * (_S9 + s2 * (_S11 + s2 * (_S13
+                                                                                   + s2 * _S15))))))
+        dt[t] = max(x, _ZERO) + _TWO * s * series
+        slope[t] = (_ONE if x >= _ZERO else e) / (_ONE + e)
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
 def _advance(h_prev, h, decay, a_row, b_row, dt, dtu):
     """h = exp(dt A) h_prev + dt u B over the N states, the decays stored in ``decay``."""
     for k in range(h.shape[0]):
@@ -153,7 +183,7 @@ def _advance(h_prev, h, decay, a_row, b_row, dt, dtu):
         h[k] = decay[k] * h_prev[k] + dtu * b_row[k]
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True)
+@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
 def _dot(x, y):
     acc = _ZERO
     for k in range(x.shape[0]):
@@ -161,85 +191,128 @@ def _dot(x, y):
     return acc
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
-def _scan_fwd(u, dt, A, Bt, Ct, D, lengths, y, last_state, heads, last_only, store_last):
-    """y = C . h + D u: (batch, dim, L), or (batch, dim, 1) at each row's last step with ``last_only``;
-    last_state (batch, dim, N) when ``store_last``. dt is the effective delta; Bt, Ct (batch, G, L, N);
-    D is zeros when absent."""
+@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+def _gate(y_row, z_row, n_steps):
+    """y_row[t] *= silu(z_row[t]) for t < n_steps."""
+    for t in range(n_steps):
+        y_row[t] *= z_row[t] * _sigmoid(z_row[t])
+
+
+@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, softplus, last_only,
+              store_last):
+    """y = (C . h + D u) silu(z): (batch, dim, L), or (batch, dim, 1) at each row's last step with
+    ``last_only``; last_state (batch, dim, N) when ``store_last``. delta is the raw step size (bias
+    and softplus applied here); Bt, Ct (batch, G, L, N); D and bias are zeros when absent, z is empty
+    when absent."""
     batch, dim, length = u.shape
     dstate = A.shape[1]
+    has_z = z.shape[0] > 0
     n_parts = min(batch, PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         h = np.empty((2, dstate), dtype=np.float32)  # the state before and after a step, alternating
         decay = np.empty(dstate, dtype=np.float32)
+        dt, slope = np.empty(length, dtype=np.float32), np.empty(length, dtype=np.float32)
         for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
             n_steps = lengths[b]
             for d in range(dim):
                 g = d // heads
+                _effective_delta(delta[b, d], bias[d], softplus, n_steps, dt, slope)
                 h[0, :] = _ZERO
                 for t in range(n_steps):
-                    dt_t = dt[b, d, t]
-                    _advance(h[t % 2], h[(t + 1) % 2], decay, A[d], Bt[b, g, t], dt_t, dt_t * u[b, d, t])
+                    _advance(h[t % 2], h[(t + 1) % 2], decay, A[d], Bt[b, g, t], dt[t], dt[t] * u[b, d, t])
                     if not last_only:
                         y[b, d, t] = _dot(h[(t + 1) % 2], Ct[b, g, t]) + D[d] * u[b, d, t]
                 h_last = h[n_steps % 2]
                 if last_only:
                     t = n_steps - 1
-                    y[b, d, 0] = _dot(h_last, Ct[b, g, t]) + D[d] * u[b, d, t] if n_steps > 0 else _ZERO
+                    if n_steps > 0:
+                        y_last = _dot(h_last, Ct[b, g, t]) + D[d] * u[b, d, t]
+                        y[b, d, 0] = y_last * z[b, d, t] * _sigmoid(z[b, d, t]) if has_z else y_last
+                    else:
+                        y[b, d, 0] = _ZERO
                 else:
+                    if has_z:
+                        _gate(y[b, d], z[b, d], n_steps)
                     y[b, d, n_steps:] = _ZERO
                 if store_last:
                     last_state[b, d, :] = h_last
         _restore_fp_control(fp_control)
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
-def _scan_bwd(u, dt, A, Bt, Ct, D, lengths, dy, dlast, du, ddt, y, dBt, dCt, dA_part, dD_part, heads,
-              has_dlast, last_only, store_y):
-    """Gradients through ``_scan_fwd`` given dy (the gradient of its y; (batch, dim, 1) with
-    ``last_only``) and dlast (of the last state, when ``has_dlast``). Writes du and ddt (gradient of
-    the effective delta), and y again when ``store_y`` (the host's SiLU(z) gradient needs it). dBt, dCt
-    (batch, G, L, N) and the per-part sums dA_part (PARTS, dim, N) and dD_part (PARTS, dim) must be zero
-    on entry."""
+@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+def _gate_grads(dout_row, z_row, n_steps, dy, dz_per_y):
+    """For y silu(z): dy[t] (the gradient of y) and dz_per_y[t] (dz[t] = dz_per_y[t] y[t])."""
+    for t in range(n_steps):
+        z_t = z_row[t]
+        sig = _sigmoid(z_t)
+        dy[t] = dout_row[t] * z_t * sig
+        dz_per_y[t] = dout_row[t] * sig * (_ONE + z_t * (_ONE - sig))
+
+
+@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta, dz, dBt, dCt, dA_part,
+              dD_part, dbias_part, heads, softplus, has_dlast, last_only):
+    """Gradients through ``_scan_fwd`` given dout (the gradient of its output; (batch, dim, 1) with
+    ``last_only``) and dlast (of the last state, when ``has_dlast``): du, ddelta (by the raw delta) and
+    dz (when z is given) in full; dBt, dCt (batch, G, L, N) and the per-part sums dA_part (PARTS, dim,
+    N), dD_part and dbias_part (PARTS, dim) must be zero on entry."""
     batch, dim, length = u.shape
     dstate = A.shape[1]
+    has_z = z.shape[0] > 0
     n_parts = min(batch, PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         hs = np.empty((length + 1, dstate), dtype=np.float32)  # hs[t + 1] = state after step t
         decays = np.empty((length, dstate), dtype=np.float32)
         carry = np.empty(dstate, dtype=np.float32)  # exp(delta_{t+1} A) dh_{t+1}
+        dt = np.empty(length, dtype=np.float32)
+        slope = np.empty(length, dtype=np.float32)
+        dy = np.zeros(length, dtype=np.float32)  # the gradient of C . h + D u at each step
+        dz_per_y = np.zeros(length, dtype=np.float32)  # dz = dz_per_y * (C . h + D u)
+        y = np.zeros(length, dtype=np.float32)  # C . h + D u, where dz needs it
         for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
             n_steps = lengths[b]
             for d in range(dim):
                 g = d // heads
                 a_row = A[d]
+                _effective_delta(delta[b, d], bias[d], softplus, n_steps, dt, slope)
                 hs[0, :] = _ZERO
                 for t in range(n_steps):
-                    dt_t = dt[b, d, t]
-                    _advance(hs[t], hs[t + 1], decays[t], a_row, Bt[b, g, t], dt_t, dt_t * u[b, d, t])
+                    _advance(hs[t], hs[t + 1], decays[t], a_row, Bt[b, g, t], dt[t], dt[t] * u[b, d, t])
+                # Only the last step has an output with last_only.
+                t_first = max(n_steps - 1, 0) if last_only else 0
+                dy[:n_steps] = _ZERO
+                if last_only:
+                    if n_steps > 0 and has_z:
+                        _gate_grads(dout[b, d], z[b, d, t_first:], 1, dy[t_first:], dz_per_y[t_first:])
+                    elif n_steps > 0:
+                        dy[t_first] = dout[b, d, 0]
+                elif has_z:
+                    _gate_grads(dout[b, d], z[b, d], n_steps, dy, dz_per_y)
+                else:
+                    dy[:n_steps] = dout[b, d, :n_steps]
                 if has_dlast:
                     carry[:] = dlast[b, d]
                 else:
                     carry[:] = _ZERO
+                dD_acc = _ZERO
+                dbias_acc = _ZERO
                 for t in range(n_steps - 1, -1, -1):
-                    is_last = t == n_steps - 1
-                    if last_only:
-                        dy_t = dy[b, d, 0] if is_last else _ZERO
-                    else:
-                        dy_t = dy[b, d, t]
-                    if store_y and (is_last or not last_only):
-                        y[b, d, 0 if last_only else t] = _dot(hs[t + 1], Ct[b, g, t]) + D[d] * u[b, d, t]
-                    dt_t, u_t = dt[b, d, t], u[b, d, t]
+                    dy_t, dt_t, u_t = dy[t], dt[t], u[b, d, t]
+                    if has_z and t >= t_first:
+                        y[t] = _dot(hs[t + 1], Ct[b, g, t]) + D[d] * u_t
                     dtu = dt_t * u_t
                     b_row, c_row, dB_row, dC_row = Bt[b, g, t], Ct[b, g, t], dBt[b, g, t], dCt[b, g, t]
                     h_prev, h_t, decay, dA_row = hs[t], hs[t + 1], decays[t], dA_part[part, d]
+                    if dy_t != _ZERO:  # (with last_only, only at the last step)
+                        for k in range(dstate):
+                            dC_row[k] += dy_t * h_t[k]
                     dh_B = _ZERO
                     dq_A = _ZERO
                     for k in range(dstate):
                         dh = carry[k] + c_row[k] * dy_t
-                        dC_row[k] += dy_t * h_t[k]
                         dB_row[k] += dtu * dh
                         dh_B += dh * b_row[k]
                         # The part of dh that flowed through the decay exp(dt A) h_{t-1}.
@@ -247,17 +320,19 @@ def _scan_bwd(u, dt, A, Bt, Ct, D, lengths, dy, dlast, du, ddt, y, dBt, dCt, dA_
                         dA_row[k] += q * dt_t
                         dq_A += q * a_row[k]
                         carry[k] = dh * decay[k]
-                    ddt[b, d, t] = dq_A + dh_B * u_t
+                    ddt = (dq_A + dh_B * u_t) * slope[t]
+                    ddelta[b, d, t] = ddt
+                    dbias_acc += ddt
                     du[b, d, t] = dh_B * dt_t + dy_t * D[d]
-                    dD_part[part, d] += dy_t * u_t
+                    dD_acc += dy_t * u_t
+                dD_part[part, d] += dD_acc
+                dbias_part[part, d] += dbias_acc
                 du[b, d, n_steps:] = _ZERO
-                ddt[b, d, n_steps:] = _ZERO
-                if store_y:
-                    if last_only:
-                        if n_steps == 0:
-                            y[b, d, 0] = _ZERO
-                    else:
-                        y[b, d, n_steps:] = _ZERO
+                ddelta[b, d, n_steps:] = _ZERO
+                if has_z:
+                    dz[b, d, :] = _ZERO
+                    for t in range(t_first, n_steps):
+                        dz[b, d, t] = dz_per_y[t] * y[t]
         _restore_fp_control(fp_control)
 
 
@@ -280,29 +355,20 @@ def _time_minor(t: torch.Tensor) -> np.ndarray:
     return _array(grouped.transpose(2, 3))
 
 
-def _kernel_inputs(u, delta, A, B, C, D, delta_bias, lengths, delta_softplus):
-    """The arrays both kernels take: u, the effective delta, A, Bt, Ct, D (zeros when absent), lengths;
-    and the channels per B/C group."""
+def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths):
+    """The arrays both kernels take: u, delta, A, Bt, Ct, D, z, delta_bias (zeros or empty when
+    absent), lengths; and the channels per B/C group."""
     batch, dim, length = u.shape
     heads = dim // (1 if B.dim() == 3 else B.shape[1])
-    # softplus and the bias are elementwise: torch's vectorised ops, not a scalar call per step.
-    dt = effective_delta(delta.detach(), None if delta_bias is None else delta_bias.detach(), delta_softplus)
     if lengths is None:
         lens = np.full(batch, length, dtype=np.int64)
     else:
         lens = lengths.detach().to(torch.int64).contiguous().numpy()
-    D_arr = np.zeros(dim, dtype=np.float32) if D is None else _array(D)
-    return (_array(u), _array(dt), _array(A), _time_minor(B), _time_minor(C), D_arr, lens), heads
-
-
-def _gate_input(z: torch.Tensor, lengths: torch.Tensor | None, last_only: bool) -> torch.Tensor:
-    """z in fp32 where the output is read: (batch, dim, L), or (batch, dim, 1) at the last steps."""
-    z = z.detach().float()
-    if not last_only:
-        return z
-    batch, dim, length = z.shape
-    idx = last_positions(lengths, batch, length, z.device)
-    return z.gather(2, idx[:, None, None].expand(batch, dim, 1))
+    zeros = np.zeros(dim, dtype=np.float32)
+    arrays = (_array(u), _array(delta), _array(A), _time_minor(B), _time_minor(C),
+              zeros if D is None else _array(D), _array(z, ndim=3),
+              zeros if delta_bias is None else _array(delta_bias), lens)
+    return arrays, heads
 
 
 def selective_scan_cpu_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state,
@@ -310,14 +376,12 @@ def selective_scan_cpu_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_s
     """(out, last_state or an empty tensor): out (batch, dim, L), or (batch, dim) with ``last_only``,
     in ``u``'s dtype; last_state (batch, dim, N) fp32."""
     batch, dim, length = u.shape
-    args, heads = _kernel_inputs(u, delta, A, B, C, D, delta_bias, lengths, delta_softplus)
+    args, heads = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths)
     y = np.empty((batch, dim, 1 if last_only else length), dtype=np.float32)
     last_state = np.empty((batch, dim, A.shape[1]) if return_last_state else (0, 0, 0), dtype=np.float32)
     _set_threads()
-    _scan_fwd(*args, y, last_state, heads, bool(last_only), bool(return_last_state))
+    _scan_fwd(*args, y, last_state, heads, bool(delta_softplus), bool(last_only), bool(return_last_state))
     out = torch.from_numpy(y)
-    if z is not None:
-        out.mul_(F.silu(_gate_input(z, lengths, last_only)))
     last_t = torch.from_numpy(last_state) if return_last_state else u.new_empty(0, dtype=torch.float32)
     return (out.view(batch, dim) if last_only else out).to(u.dtype), last_t
 
@@ -328,39 +392,20 @@ def selective_scan_cpu_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bia
     inputs, None for inputs that were None. ``dout`` is (batch, dim) with ``last_only``."""
     batch, dim, length = u.shape
     dstate = A.shape[1]
-    args, heads = _kernel_inputs(u, delta, A, B, C, D, delta_bias, lengths, delta_softplus)
-    dout = dout.detach().float().reshape(batch, dim, 1 if last_only else length)
-    if z is not None:
-        z_read = _gate_input(z, lengths, last_only)
-        sig = torch.sigmoid(z_read)
-        dy = dout * z_read * sig
-    else:
-        dy = dout
-    du, ddt = (np.empty((batch, dim, length), dtype=np.float32) for _ in range(2))
-    y = np.empty(dy.shape if z is not None else (0, 0, 0), dtype=np.float32)
+    args, heads = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths)
+    dout = _array(dout.reshape(batch, dim, 1 if last_only else length))
+    du, ddelta = (np.empty((batch, dim, length), dtype=np.float32) for _ in range(2))
+    dz = np.empty((batch, dim, length) if z is not None else (0, 0, 0), dtype=np.float32)
     dBt, dCt = np.zeros_like(args[3]), np.zeros_like(args[4])
     n_parts = min(batch, PARTS)
     dA_part = np.zeros((n_parts, dim, dstate), dtype=np.float32)
-    dD_part = np.zeros((n_parts, dim), dtype=np.float32)
+    dD_part, dbias_part = (np.zeros((n_parts, dim), dtype=np.float32) for _ in range(2))
     _set_threads()
-    _scan_bwd(*args, _array(dy), _array(dlast_state, ndim=3), du, ddt, y, dBt, dCt, dA_part, dD_part, heads,
-              dlast_state is not None, bool(last_only), z is not None)
+    _scan_bwd(*args, dout, _array(dlast_state, ndim=3), du, ddelta, dz, dBt, dCt, dA_part, dD_part,
+              dbias_part, heads, bool(delta_softplus), dlast_state is not None, bool(last_only))
 
-    ddelta = torch.from_numpy(ddt)
-    if delta_softplus:
-        pre = delta.detach().float() + (0.0 if delta_bias is None else delta_bias.detach().float()[:, None])
-        ddelta.mul_(torch.sigmoid(pre))
-    dz = None
-    if z is not None:
-        dz_read = dout * torch.from_numpy(y) * sig * (1 + z_read * (1 - sig))
-        if last_only:
-            idx = last_positions(lengths, batch, length, u.device)
-            dz_read = torch.zeros(batch, dim, length).scatter_(2, idx[:, None, None].expand(batch, dim, 1),
-                                                               dz_read)
-        dz = dz_read.to(z.dtype)
-
-    def like(a: np.ndarray | torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(a).to(t.dtype)
+    def like(a: np.ndarray, t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(a).to(t.dtype)
 
     def like_bc(a: np.ndarray, t: torch.Tensor) -> torch.Tensor:  # (batch, G, L, N) -> B/C's layout
         return torch.from_numpy(a).transpose(2, 3).reshape(t.shape).to(t.dtype)
@@ -368,6 +413,6 @@ def selective_scan_cpu_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bia
     return (
         like(du, u), like(ddelta, delta), like(dA_part.sum(0), A), like_bc(dBt, B), like_bc(dCt, C),
         None if D is None else like(dD_part.sum(0), D),
-        dz,
-        None if delta_bias is None else like(ddelta.sum((0, 2)), delta_bias),
+        None if z is None else like(dz, z),
+        None if delta_bias is None else like(dbias_part.sum(0), delta_bias),
     )

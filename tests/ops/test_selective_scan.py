@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mdaf_kernels import backend
 from mdaf_kernels.ops import selective_scan as scan_ops
@@ -382,6 +383,26 @@ def test_cpu_exp_relative_error_is_below_2e_7():
     tiny = np.linspace(-200.0, -87.0, 10_001).astype(np.float32)
     exp_array(tiny, out[:tiny.size])
     assert np.all((out[:tiny.size] >= 0) & (out[:tiny.size] < 2e-38))
+
+
+def test_cpu_softplus_and_its_slope_match_float64():
+    """The kernel's in-loop softplus (series for log1p) and sigmoid slope against float64, over inputs
+    from deep in the flat tail to the linear part (where torch's softplus switches to x at 20)."""
+    pytest.importorskip("numba")
+    from mdaf_kernels.cpu.selective_scan import _effective_delta
+
+    x = np.concatenate([np.linspace(-80.0, 80.0, 200_001), np.linspace(-1e-3, 1e-3, 2_001)])
+    x = x.astype(np.float32)
+    bias = np.float32(0.25)
+    dt, slope = np.empty_like(x), np.empty_like(x)
+    _effective_delta(x, bias, True, x.size, dt, slope)
+    pre = torch.from_numpy(x).double() + 0.25
+    ref_dt, ref_slope = F.softplus(pre).numpy(), torch.sigmoid(pre).numpy()
+    normal = ref_dt > 1e-30  # below, fp32 flushes or rounds to subnormals
+    assert np.max(np.abs(dt - ref_dt)[normal] / ref_dt[normal]) < 1e-6
+    assert np.max(np.abs(slope - ref_slope)) < 1e-6
+    _effective_delta(x, bias, False, x.size, dt, slope)
+    assert np.array_equal(dt, x + bias) and np.all(slope == 1)
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 MXCSR flags")
