@@ -326,7 +326,9 @@ def _console_verdict(results: Mapping[str, Any], model: Mapping[str, Any]) -> st
     if ci is None:
         return model.get("verdict", "-")
     seeds = f" (above 0 in {ci['wins']}/{ci['seeds']} seeds)" if ci["seeds"] > 1 else ""
-    return f"{standing(ci)} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]{seeds}"
+    # A model that did not fit says so before its standing, as in the stored verdict.
+    flag = "UNDER-TRAINED: " if model.get("undertrained") else ""
+    return f"{flag}{standing(ci)} {ci['diff']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]{seeds}"
 
 
 def render_console(results: Mapping[str, Any]) -> str:

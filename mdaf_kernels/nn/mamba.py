@@ -122,8 +122,10 @@ class Mamba(nn.Module):
         x_dbl = self.x_proj(rearrange(x, "b d l -> b l d"))  # d: dt_rank + 2 * d_state
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = rearrange(dt @ self.dt_proj.weight.t(), "b l d -> b d l")  # bias added in the scan
-        B = rearrange(B, "b l n -> b n l").contiguous()
-        C = rearrange(C, "b l n -> b n l").contiguous()
+        # (batch, N, L) views of x_proj's output: each step's N values stay adjacent, the layout the
+        # Triton forward loads best and the CPU kernel copies once into (batch, L, N).
+        B = rearrange(B, "b l n -> b n l")
+        C = rearrange(C, "b l n -> b n l")
         A = -torch.exp(self.A_log.float())
         scan = {"lengths": lengths, "last_only": last_only}
         if mask is None:

@@ -121,6 +121,9 @@ def test_console_tables_fit_a_terminal(run):
     floors = results["floors"]
     assert all(f"{name}: untrained, {floor['description']}" in text for name, floor in floors.items())
     assert "  mdaf: " in text and "vs the best floor" in text
+    assert "UNDER-TRAINED" not in text
+    results["models"]["mdaf-attn-fusion"]["undertrained"] = True
+    assert "  mdaf-attn-fusion: UNDER-TRAINED: " in render_console(results)
 
 
 def test_reload_and_predict_match_the_evaluation(run):
