@@ -1,0 +1,315 @@
+"""The causal depthwise Conv1d (+ SiLU) compiled for CPUs (numba): the path ``causal_conv1d_fn`` runs on
+CPU tensors.
+
+Two loop nests, one per memory layout of x, each walking x's unit-stride axis in its inner loop so
+that it vectorises; neither copies x:
+
+- channel-last (x[b, d, t] at d unit stride, as the "b l d -> b d l" view of Mamba's in_proj output
+  gives it, even as one half of it): per (row, step), the inner loops run over the channels;
+- channel-first (t unit stride, e.g. a contiguous (batch, dim, L) tensor): per (row, channel), the
+  inner loops run over time.
+
+The output (and dx) is channel-last when x is (dense: the transpose of a contiguous (batch, L, dim)
+tensor, which Mamba's x_proj reads as "b d l -> b l d" without a copy) and contiguous otherwise, as
+the Triton op gives it. Tensors are passed as flat views of their storage plus strides, so any
+strides on the other axes are read in place; a tensor without a unit-stride axis is copied first.
+
+SiLU is evaluated once per output element in the forward; the backward recomputes the
+pre-activation (only the inputs are kept for backward) and evaluates the SiLU derivative once per
+element, using the scan module's vectorisable exponential. The backward walks each row once: in the
+channel-last layout it keeps the last ``width`` pre-activation gradients in a ring of rows, so dx at
+t - (width - 1) is complete at step t. dweight and dbias are summed per part of the batch (``PARTS``
+contiguous parts, a fixed number, run on ``torch.get_num_threads()`` threads) and the parts added
+afterwards in a fixed order: deterministic, no atomics, independent of the thread count.
+
+Everything computes in fp32 (other I/O dtypes are converted on the way in and out), with
+subnormals flushed to zero (FTZ/DAZ) for the kernel's duration, as in the scan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from mdaf_kernels.cpu.selective_scan import (
+    _LOOP_FLAGS,
+    PARTS,
+    _exp,
+    _flush_subnormals,
+    _restore_fp_control,
+    _set_threads,
+)
+
+_f32 = np.float32
+_ZERO, _ONE = _f32(0.0), _f32(1.0)
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _silu_into(out, pre):
+    """out = pre * sigmoid(pre), elementwise."""
+    for i in range(pre.shape[0]):
+        out[i] = pre[i] / (_ONE + _exp(-pre[i]))
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _silu_grad_into(dpre, pre, dout):
+    """dpre = dout * d silu(pre) / d pre, elementwise."""
+    for i in range(pre.shape[0]):
+        sig = _ONE / (_ONE + _exp(-pre[i]))
+        dpre[i] = dout[i] * sig * (_ONE + pre[i] * (_ONE - sig))
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _add_scaled(acc, a, x):
+    """acc += a * x for a scalar a."""
+    for i in range(acc.shape[0]):
+        acc[i] += a * x[i]
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _add_product(acc, w, x):
+    """acc += w * x, elementwise."""
+    for i in range(acc.shape[0]):
+        acc[i] += w[i] * x[i]
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _sum(x):
+    acc = _ZERO
+    for i in range(x.shape[0]):
+        acc += x[i]
+    return acc
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _dot(x, y):
+    acc = _ZERO
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i]
+    return acc
+
+
+# ----------------------------------------------------------------------------- channel-last
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _pre_channel_last(pre, x, x_row, sxl, t, w_t, bias, has_bias):
+    """pre[d] = bias[d] + sum_k w_t[k, d] * x[b, d, t - (width - 1) + k] for every channel d, where
+    x[b, d, s] is x[x_row + s * sxl + d] (causal: taps before the start read zero)."""
+    dim, width = pre.shape[0], w_t.shape[0]
+    if has_bias:
+        pre[:] = bias
+    else:
+        pre[:] = _ZERO
+    for k in range(max(0, width - 1 - t), width):
+        start = x_row + (t - (width - 1) + k) * sxl
+        _add_product(pre, w_t[k], x[start:start + dim])
+
+
+@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+def _fwd_channel_last(x, w_t, bias, out, batch, dim, length, sxb, sxl, sob, sol, has_bias, silu):
+    """out[b, d, t] at out[b * sob + t * sol + d] from x[b * sxb + t * sxl + d]."""
+    n_parts = min(batch, PARTS)
+    for part in prange(n_parts):
+        fp_control = _flush_subnormals()
+        pre = np.empty(dim, dtype=np.float32)
+        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+            for t in range(length):
+                start = b * sob + t * sol
+                out_t = out[start:start + dim]
+                _pre_channel_last(out_t if not silu else pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
+                if silu:
+                    _silu_into(out_t, pre)
+        _restore_fp_control(fp_control)
+
+
+@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, length, sxb, sxl, sgb, sgl,
+                      sdb, sdl, has_bias, silu):
+    """dx like ``_fwd_channel_last``'s out (strides sdb, sdl), dout (strides sgb, sgl); dw_part
+    (parts, width, dim) and db_part (parts, dim) must be zero on entry."""
+    width = w_t.shape[0]
+    n_parts = min(batch, PARTS)
+    for part in prange(n_parts):
+        fp_control = _flush_subnormals()
+        pre = np.empty(dim, dtype=np.float32)
+        dpre_ring = np.empty((width, dim), dtype=np.float32)  # dpre at step s in row s % width
+        dw, db = dw_part[part], db_part[part]
+        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+            for t in range(length + width - 1):
+                if t < length:
+                    start = b * sgb + t * sgl
+                    dout_t = dout[start:start + dim]
+                    dpre = dpre_ring[t % width]
+                    if silu:
+                        _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
+                        _silu_grad_into(dpre, pre, dout_t)
+                    else:
+                        dpre[:] = dout_t
+                    _add_scaled(db, _ONE, dpre)
+                    for k in range(max(0, width - 1 - t), width):
+                        start = b * sxb + (t - (width - 1) + k) * sxl
+                        _add_product(dw[k], dpre, x[start:start + dim])
+                # dx[s] = sum_j w[width - 1 - j] * dpre[s + j] for s = t - (width - 1): complete now.
+                s = t - (width - 1)
+                if s >= 0:
+                    start = b * sdb + s * sdl
+                    dx_s = dx[start:start + dim]
+                    dx_s[:] = _ZERO
+                    for j in range(min(width, length - s)):
+                        _add_product(dx_s, w_t[width - 1 - j], dpre_ring[(s + j) % width])
+        _restore_fp_control(fp_control)
+
+
+# ----------------------------------------------------------------------------- channel-first
+@njit(fastmath=_LOOP_FLAGS, cache=True)
+def _pre_channel_first(pre, x_bd, w_d, bias_d):
+    """pre[t] = bias_d + sum_k w_d[k] * x_bd[t - (width - 1) + k] over the row (causal)."""
+    length, width = pre.shape[0], w_d.shape[0]
+    pre[:] = bias_d
+    for k in range(width):
+        shift = width - 1 - k
+        if shift < length:
+            _add_scaled(pre[shift:], w_d[k], x_bd[:length - shift])
+
+
+@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+def _fwd_channel_first(x, w_t, bias, out, batch, dim, length, sxb, sxd, sob, sod, has_bias, silu):
+    """out[b, d, t] at out[b * sob + d * sod + t] from x[b * sxb + d * sxd + t]."""
+    n_parts = min(batch, PARTS)
+    for part in prange(n_parts):
+        fp_control = _flush_subnormals()
+        pre = np.empty(length, dtype=np.float32)
+        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+            for d in range(dim):
+                start = b * sob + d * sod
+                out_bd = out[start:start + length]
+                start = b * sxb + d * sxd
+                _pre_channel_first(out_bd if not silu else pre, x[start:start + length], w_t[:, d],
+                                   bias[d] if has_bias else _ZERO)
+                if silu:
+                    _silu_into(out_bd, pre)
+        _restore_fp_control(fp_control)
+
+
+@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+def _bwd_channel_first(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, length, sxb, sxd, sgb, sgd,
+                       sdb, sdd, has_bias, silu):
+    """dx like ``_fwd_channel_first``'s out (strides sdb, sdd), dout (strides sgb, sgd); dw_part
+    (parts, width, dim) and db_part (parts, dim) must be zero on entry."""
+    width = w_t.shape[0]
+    n_parts = min(batch, PARTS)
+    for part in prange(n_parts):
+        fp_control = _flush_subnormals()
+        pre = np.empty(length, dtype=np.float32)
+        dpre = np.empty(length, dtype=np.float32)
+        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+            for d in range(dim):
+                start = b * sxb + d * sxd
+                x_bd = x[start:start + length]
+                start = b * sgb + d * sgd
+                dout_bd = dout[start:start + length]
+                w_d = w_t[:, d]
+                if silu:
+                    _pre_channel_first(pre, x_bd, w_d, bias[d] if has_bias else _ZERO)
+                    _silu_grad_into(dpre, pre, dout_bd)
+                else:
+                    dpre[:] = dout_bd
+                db_part[part, d] += _sum(dpre)
+                for k in range(width):
+                    shift = width - 1 - k
+                    if shift < length:
+                        dw_part[part, k, d] += _dot(dpre[shift:], x_bd[:length - shift])
+                # dx[t] = sum_k w[k] * dpre[t + width - 1 - k]
+                start = b * sdb + d * sdd
+                dx_bd = dx[start:start + length]
+                dx_bd[:] = _ZERO
+                for k in range(width):
+                    shift = width - 1 - k
+                    if shift < length:
+                        _add_scaled(dx_bd[:length - shift], w_d[k], dpre[shift:])
+        _restore_fp_control(fp_control)
+
+
+# ----------------------------------------------------------------------------- host side
+def _unit_stride_along(t: torch.Tensor, channel_last: bool) -> bool:
+    """Whether the layout's inner axis (channels for channel-last, time otherwise) has unit stride in t
+    (a size-1 axis has any stride)."""
+    axis = 1 if channel_last else 2
+    return t.shape[axis] <= 1 or t.stride(axis) == 1
+
+
+def _fp32_readable(t: torch.Tensor, like: torch.Tensor, channel_last: bool) -> torch.Tensor:
+    """t itself when it is fp32 with the layout's unit stride, else an fp32 copy in ``like``'s layout."""
+    t = t.detach()
+    if t.dtype == torch.float32 and _unit_stride_along(t, channel_last):
+        return t
+    return torch.empty_like(like, dtype=torch.float32).copy_(t)
+
+
+def _flat(t: torch.Tensor) -> np.ndarray:
+    """The fp32 storage ``t`` reads, as a 1-D array starting at t[0, 0, 0] (t has an element)."""
+    extent = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
+    return t.as_strided((extent,), (1,)).numpy()
+
+
+def _inner_axis_strides(t: torch.Tensor, channel_last: bool) -> tuple[int, int]:
+    """(batch stride, stride of the outer axis: time for channel-last, channels otherwise)."""
+    return t.stride(0), t.stride(2 if channel_last else 1)
+
+
+def _params(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+    """weight as a contiguous fp32 (width, dim) array; bias fp32 (dim,), or empty."""
+    w_t = weight.detach().float().t().contiguous().numpy()
+    b = np.zeros(0, dtype=np.float32) if bias is None else bias.detach().float().contiguous().numpy()
+    return w_t, b
+
+
+def _layout_of(out: torch.Tensor) -> bool:
+    """Whether the kernels walk ``out`` channel-last (else its time axis has unit stride)."""
+    return _unit_stride_along(out, True) and not _unit_stride_along(out, False)
+
+
+def causal_conv1d_cpu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool,
+                          out: torch.Tensor) -> torch.Tensor:
+    """Write the forward into ``out`` (x's shape, any dtype, channel-last or with a unit-stride time
+    axis); return ``out``."""
+    batch, dim, length = x.shape
+    if out.numel() == 0:
+        return out
+    channel_last = _layout_of(out)
+    x32 = _fp32_readable(x, out, channel_last)
+    out32 = out if out.dtype == torch.float32 else torch.empty_like(out, dtype=torch.float32)
+    w_t, b = _params(weight, bias)
+    kernel = _fwd_channel_last if channel_last else _fwd_channel_first
+    _set_threads()
+    kernel(_flat(x32), w_t, b, _flat(out32), batch, dim, length, *_inner_axis_strides(x32, channel_last),
+           *_inner_axis_strides(out32, channel_last), bias is not None, silu)
+    return out if out32 is out else out.copy_(out32)
+
+
+def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dout: torch.Tensor,
+                          silu: bool, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Write dx in place (laid out as the forward's ``out``); return (dx, dweight, dbias), dweight
+    (dim, width) and dbias (dim,) in fp32."""
+    batch, dim, length = x.shape
+    width = weight.shape[1]
+    if dx.numel() == 0:
+        zeros = torch.zeros((dim, width), dtype=torch.float32)
+        return dx, zeros, zeros[:, 0].clone()
+    channel_last = _layout_of(dx)
+    x32 = _fp32_readable(x, dx, channel_last)
+    dout32 = _fp32_readable(dout, dx, channel_last)
+    dx32 = dx if dx.dtype == torch.float32 else torch.empty_like(dx, dtype=torch.float32)
+    w_t, b = _params(weight, bias)
+    n_parts = min(batch, PARTS)
+    dw_part = np.zeros((n_parts, width, dim), dtype=np.float32)
+    db_part = np.zeros((n_parts, dim), dtype=np.float32)
+    kernel = _bwd_channel_last if channel_last else _bwd_channel_first
+    _set_threads()
+    kernel(_flat(x32), w_t, b, _flat(dout32), _flat(dx32), dw_part, db_part, batch, dim, length,
+           *_inner_axis_strides(x32, channel_last), *_inner_axis_strides(dout32, channel_last),
+           *_inner_axis_strides(dx32, channel_last), bias is not None, silu)
+    if dx32 is not dx:
+        dx.copy_(dx32)
+    # The parts are added in order (numpy, one thread): the same sums whatever the thread count.
+    return dx, torch.from_numpy(dw_part.sum(axis=0).T.copy()), torch.from_numpy(db_part.sum(axis=0))
