@@ -43,190 +43,181 @@ from mdaf_kernels.cpu.selective_scan import (
 
 _f32 = np.float32
 _ZERO, _ONE = _f32(0.0), _f32(1.0)
+_U0, _U1 = np.uint64(0), np.uint64(1)
+_PARTS = np.uint64(PARTS)
+
+# The kernels index flat fp32 arrays with unsigned integers (sizes, strides and offsets are passed as
+# uint64): numba then emits no negative-index wraparound, whose select per element would stop the
+# inner loops from vectorising; and they index rather than slice (a slice costs reference counting).
+# numpy's error model: a float division by zero gives inf instead of raising, so that loops with a
+# division (the sigmoid) have no branch.
+_inline = njit(fastmath=_LOOP_FLAGS, error_model="numpy", inline="always", cache=True)
+_parallel = njit(parallel=True, fastmath=_LOOP_FLAGS, error_model="numpy", cache=True)
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _silu_into(out, pre):
-    """out = pre * sigmoid(pre), elementwise."""
-    for i in range(pre.shape[0]):
-        out[i] = pre[i] / (_ONE + _exp(-pre[i]))
+@_inline
+def _silu(pre):
+    return pre / (_ONE + _exp(-pre))
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _silu_grad_into(dpre, pre, dout):
-    """dpre = dout * d silu(pre) / d pre, elementwise."""
-    for i in range(pre.shape[0]):
-        sig = _ONE / (_ONE + _exp(-pre[i]))
-        dpre[i] = dout[i] * sig * (_ONE + pre[i] * (_ONE - sig))
+@_inline
+def _silu_grad(pre, dout):
+    """dout * d silu(pre) / d pre."""
+    sig = _ONE / (_ONE + _exp(-pre))
+    return dout * sig * (_ONE + pre * (_ONE - sig))
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _add_scaled(acc, a, x):
-    """acc += a * x for a scalar a."""
-    for i in range(acc.shape[0]):
-        acc[i] += a * x[i]
-
-
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _add_product(acc, w, x):
-    """acc += w * x, elementwise."""
-    for i in range(acc.shape[0]):
-        acc[i] += w[i] * x[i]
-
-
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _sum(x):
-    acc = _ZERO
-    for i in range(x.shape[0]):
-        acc += x[i]
-    return acc
-
-
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _dot(x, y):
-    acc = _ZERO
-    for i in range(x.shape[0]):
-        acc += x[i] * y[i]
-    return acc
+@_inline
+def _rows(part, n_parts, batch):
+    """The batch rows of one part: range(first, end)."""
+    p = np.uint64(part)
+    return range(p * batch // n_parts, (p + _U1) * batch // n_parts)
 
 
 # ----------------------------------------------------------------------------- channel-last
-@njit(fastmath=_LOOP_FLAGS, cache=True)
+@_inline
 def _pre_channel_last(pre, x, x_row, sxl, t, w_t, bias, has_bias):
     """pre[d] = bias[d] + sum_k w_t[k, d] * x[b, d, t - (width - 1) + k] for every channel d, where
     x[b, d, s] is x[x_row + s * sxl + d] (causal: taps before the start read zero)."""
-    dim, width = pre.shape[0], w_t.shape[0]
-    if has_bias:
-        pre[:] = bias
-    else:
-        pre[:] = _ZERO
-    for k in range(max(0, width - 1 - t), width):
-        start = x_row + (t - (width - 1) + k) * sxl
-        _add_product(pre, w_t[k], x[start:start + dim])
+    dim, width = np.uint64(pre.shape[0]), np.uint64(w_t.shape[0])
+    for d in range(dim):
+        pre[d] = bias[d] if has_bias else _ZERO
+    for k in range(width - _U1 - t if t < width - _U1 else _U0, width):
+        x_tap = x_row + (t + k - (width - _U1)) * sxl
+        for d in range(dim):
+            pre[d] += w_t[k, d] * x[x_tap + d]
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+@_parallel
 def _fwd_channel_last(x, w_t, bias, out, batch, dim, length, sxb, sxl, sob, sol, has_bias, silu):
     """out[b, d, t] at out[b * sob + t * sol + d] from x[b * sxb + t * sxl + d]."""
-    n_parts = min(batch, PARTS)
+    n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         pre = np.empty(dim, dtype=np.float32)
-        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+        for b in _rows(part, n_parts, batch):
             for t in range(length):
-                start = b * sob + t * sol
-                out_t = out[start:start + dim]
-                _pre_channel_last(out_t if not silu else pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
+                _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
+                o_t = b * sob + t * sol
                 if silu:
-                    _silu_into(out_t, pre)
+                    for d in range(dim):
+                        out[o_t + d] = _silu(pre[d])
+                else:
+                    for d in range(dim):
+                        out[o_t + d] = pre[d]
         _restore_fp_control(fp_control)
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+@_parallel
 def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, length, sxb, sxl, sgb, sgl,
                       sdb, sdl, has_bias, silu):
-    """dx like ``_fwd_channel_last``'s out (strides sdb, sdl), dout (strides sgb, sgl); dw_part
+    """dx laid out as ``_fwd_channel_last``'s out (strides sdb, sdl), dout (strides sgb, sgl); dw_part
     (parts, width, dim) and db_part (parts, dim) must be zero on entry."""
-    width = w_t.shape[0]
-    n_parts = min(batch, PARTS)
+    width = np.uint64(w_t.shape[0])
+    n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         pre = np.empty(dim, dtype=np.float32)
-        dpre_ring = np.empty((width, dim), dtype=np.float32)  # dpre at step s in row s % width
-        dw, db = dw_part[part], db_part[part]
-        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
-            for t in range(length + width - 1):
+        dpre = np.empty((width, dim), dtype=np.float32)  # the gradient of pre at step s in row s % width
+        for b in _rows(part, n_parts, batch):
+            for t in range(length + width - _U1):
                 if t < length:
-                    start = b * sgb + t * sgl
-                    dout_t = dout[start:start + dim]
-                    dpre = dpre_ring[t % width]
+                    g_t, slot = b * sgb + t * sgl, t % width
                     if silu:
                         _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
-                        _silu_grad_into(dpre, pre, dout_t)
+                        for d in range(dim):
+                            dpre[slot, d] = _silu_grad(pre[d], dout[g_t + d])
                     else:
-                        dpre[:] = dout_t
-                    _add_scaled(db, _ONE, dpre)
-                    for k in range(max(0, width - 1 - t), width):
-                        start = b * sxb + (t - (width - 1) + k) * sxl
-                        _add_product(dw[k], dpre, x[start:start + dim])
+                        for d in range(dim):
+                            dpre[slot, d] = dout[g_t + d]
+                    for d in range(dim):
+                        db_part[part, d] += dpre[slot, d]
+                    for k in range(width - _U1 - t if t < width - _U1 else _U0, width):
+                        x_tap = b * sxb + (t + k - (width - _U1)) * sxl
+                        for d in range(dim):
+                            dw_part[part, k, d] += dpre[slot, d] * x[x_tap + d]
                 # dx[s] = sum_j w[width - 1 - j] * dpre[s + j] for s = t - (width - 1): complete now.
-                s = t - (width - 1)
-                if s >= 0:
-                    start = b * sdb + s * sdl
-                    dx_s = dx[start:start + dim]
-                    dx_s[:] = _ZERO
+                if t >= width - _U1:
+                    s = t - (width - _U1)
+                    dx_s = b * sdb + s * sdl
+                    for d in range(dim):
+                        dx[dx_s + d] = _ZERO
                     for j in range(min(width, length - s)):
-                        _add_product(dx_s, w_t[width - 1 - j], dpre_ring[(s + j) % width])
+                        slot = (s + j) % width
+                        for d in range(dim):
+                            dx[dx_s + d] += w_t[width - _U1 - j, d] * dpre[slot, d]
         _restore_fp_control(fp_control)
 
 
 # ----------------------------------------------------------------------------- channel-first
-@njit(fastmath=_LOOP_FLAGS, cache=True)
-def _pre_channel_first(pre, x_bd, w_d, bias_d):
-    """pre[t] = bias_d + sum_k w_d[k] * x_bd[t - (width - 1) + k] over the row (causal)."""
-    length, width = pre.shape[0], w_d.shape[0]
-    pre[:] = bias_d
+@_inline
+def _pre_channel_first(pre, x, x_bd, w_t, d, bias_d):
+    """pre[t] = bias_d + sum_k w_t[k, d] * x[x_bd + t - (width - 1) + k] over the row (causal)."""
+    length, width = np.uint64(pre.shape[0]), np.uint64(w_t.shape[0])
+    for t in range(length):
+        pre[t] = bias_d
     for k in range(width):
-        shift = width - 1 - k
-        if shift < length:
-            _add_scaled(pre[shift:], w_d[k], x_bd[:length - shift])
+        shift = width - _U1 - k
+        w = w_t[k, d]
+        for i in range(length - shift if shift < length else _U0):
+            pre[shift + i] += w * x[x_bd + i]
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+@_parallel
 def _fwd_channel_first(x, w_t, bias, out, batch, dim, length, sxb, sxd, sob, sod, has_bias, silu):
     """out[b, d, t] at out[b * sob + d * sod + t] from x[b * sxb + d * sxd + t]."""
-    n_parts = min(batch, PARTS)
+    n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         pre = np.empty(length, dtype=np.float32)
-        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+        for b in _rows(part, n_parts, batch):
             for d in range(dim):
-                start = b * sob + d * sod
-                out_bd = out[start:start + length]
-                start = b * sxb + d * sxd
-                _pre_channel_first(out_bd if not silu else pre, x[start:start + length], w_t[:, d],
-                                   bias[d] if has_bias else _ZERO)
+                _pre_channel_first(pre, x, b * sxb + d * sxd, w_t, d, bias[d] if has_bias else _ZERO)
+                o_bd = b * sob + d * sod
                 if silu:
-                    _silu_into(out_bd, pre)
+                    for t in range(length):
+                        out[o_bd + t] = _silu(pre[t])
+                else:
+                    for t in range(length):
+                        out[o_bd + t] = pre[t]
         _restore_fp_control(fp_control)
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True)
+@_parallel
 def _bwd_channel_first(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, length, sxb, sxd, sgb, sgd,
                        sdb, sdd, has_bias, silu):
-    """dx like ``_fwd_channel_first``'s out (strides sdb, sdd), dout (strides sgb, sgd); dw_part
+    """dx laid out as ``_fwd_channel_first``'s out (strides sdb, sdd), dout (strides sgb, sgd); dw_part
     (parts, width, dim) and db_part (parts, dim) must be zero on entry."""
-    width = w_t.shape[0]
-    n_parts = min(batch, PARTS)
+    width = np.uint64(w_t.shape[0])
+    n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         pre = np.empty(length, dtype=np.float32)
         dpre = np.empty(length, dtype=np.float32)
-        for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
+        for b in _rows(part, n_parts, batch):
             for d in range(dim):
-                start = b * sxb + d * sxd
-                x_bd = x[start:start + length]
-                start = b * sgb + d * sgd
-                dout_bd = dout[start:start + length]
-                w_d = w_t[:, d]
+                x_bd, g_bd, dx_bd = b * sxb + d * sxd, b * sgb + d * sgd, b * sdb + d * sdd
                 if silu:
-                    _pre_channel_first(pre, x_bd, w_d, bias[d] if has_bias else _ZERO)
-                    _silu_grad_into(dpre, pre, dout_bd)
+                    _pre_channel_first(pre, x, x_bd, w_t, d, bias[d] if has_bias else _ZERO)
+                    for t in range(length):
+                        dpre[t] = _silu_grad(pre[t], dout[g_bd + t])
                 else:
-                    dpre[:] = dout_bd
-                db_part[part, d] += _sum(dpre)
+                    for t in range(length):
+                        dpre[t] = dout[g_bd + t]
+                db = _ZERO
+                for t in range(length):
+                    db += dpre[t]
+                db_part[part, d] += db
+                for t in range(length):
+                    dx[dx_bd + t] = _ZERO
                 for k in range(width):
-                    shift = width - 1 - k
-                    if shift < length:
-                        dw_part[part, k, d] += _dot(dpre[shift:], x_bd[:length - shift])
-                # dx[t] = sum_k w[k] * dpre[t + width - 1 - k]
-                start = b * sdb + d * sdd
-                dx_bd = dx[start:start + length]
-                dx_bd[:] = _ZERO
-                for k in range(width):
-                    shift = width - 1 - k
-                    if shift < length:
-                        _add_scaled(dx_bd[:length - shift], w_d[k], dpre[shift:])
+                    shift = width - _U1 - k
+                    w = w_t[k, d]
+                    dw = _ZERO
+                    for i in range(length - shift if shift < length else _U0):
+                        dw += dpre[shift + i] * x[x_bd + i]  # d/dw[k] of pre[shift + i]
+                        dx[dx_bd + i] += w * dpre[shift + i]  # dx[t] = sum_k w[k] dpre[t + width - 1 - k]
+                    dw_part[part, k, d] += dw
         _restore_fp_control(fp_control)
 
 
@@ -252,9 +243,13 @@ def _flat(t: torch.Tensor) -> np.ndarray:
     return t.as_strided((extent,), (1,)).numpy()
 
 
-def _inner_axis_strides(t: torch.Tensor, channel_last: bool) -> tuple[int, int]:
+def _outer_strides(t: torch.Tensor, channel_last: bool) -> tuple[int, int]:
     """(batch stride, stride of the outer axis: time for channel-last, channels otherwise)."""
     return t.stride(0), t.stride(2 if channel_last else 1)
+
+
+def _u64(*values: int) -> tuple[np.uint64, ...]:
+    return tuple(np.uint64(v) for v in values)
 
 
 def _params(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +277,9 @@ def causal_conv1d_cpu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     w_t, b = _params(weight, bias)
     kernel = _fwd_channel_last if channel_last else _fwd_channel_first
     _set_threads()
-    kernel(_flat(x32), w_t, b, _flat(out32), batch, dim, length, *_inner_axis_strides(x32, channel_last),
-           *_inner_axis_strides(out32, channel_last), bias is not None, silu)
+    kernel(_flat(x32), w_t, b, _flat(out32),
+           *_u64(batch, dim, length, *_outer_strides(x32, channel_last), *_outer_strides(out32, channel_last)),
+           bias is not None, silu)
     return out if out32 is out else out.copy_(out32)
 
 
@@ -306,9 +302,10 @@ def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     db_part = np.zeros((n_parts, dim), dtype=np.float32)
     kernel = _bwd_channel_last if channel_last else _bwd_channel_first
     _set_threads()
-    kernel(_flat(x32), w_t, b, _flat(dout32), _flat(dx32), dw_part, db_part, batch, dim, length,
-           *_inner_axis_strides(x32, channel_last), *_inner_axis_strides(dout32, channel_last),
-           *_inner_axis_strides(dx32, channel_last), bias is not None, silu)
+    kernel(_flat(x32), w_t, b, _flat(dout32), _flat(dx32), dw_part, db_part,
+           *_u64(batch, dim, length, *_outer_strides(x32, channel_last), *_outer_strides(dout32, channel_last),
+                 *_outer_strides(dx32, channel_last)),
+           bias is not None, silu)
     if dx32 is not dx:
         dx.copy_(dx32)
     # The parts are added in order (numpy, one thread): the same sums whatever the thread count.
