@@ -243,13 +243,12 @@ def _flat(t: torch.Tensor) -> np.ndarray:
     return t.as_strided((extent,), (1,)).numpy()
 
 
-def _outer_strides(t: torch.Tensor, channel_last: bool) -> tuple[int, int]:
-    """(batch stride, stride of the outer axis: time for channel-last, channels otherwise)."""
-    return t.stride(0), t.stride(2 if channel_last else 1)
-
-
-def _u64(*values: int) -> tuple[np.uint64, ...]:
-    return tuple(np.uint64(v) for v in values)
+def _sizes_and_strides(channel_last: bool, *tensors: torch.Tensor) -> tuple[np.uint64, ...]:
+    """The kernels' integers: batch, dim and L, then per tensor its batch stride and the stride of its
+    outer axis (time for channel-last, channels otherwise)."""
+    outer = 2 if channel_last else 1
+    strides = (s for t in tensors for s in (t.stride(0), t.stride(outer)))
+    return tuple(np.uint64(v) for v in (*tensors[0].shape, *strides))
 
 
 def _params(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +267,6 @@ def causal_conv1d_cpu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
                           out: torch.Tensor) -> torch.Tensor:
     """Write the forward into ``out`` (x's shape, any dtype, channel-last or with a unit-stride time
     axis); return ``out``."""
-    batch, dim, length = x.shape
     if out.numel() == 0:
         return out
     channel_last = _layout_of(out)
@@ -277,17 +275,17 @@ def causal_conv1d_cpu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     w_t, b = _params(weight, bias)
     kernel = _fwd_channel_last if channel_last else _fwd_channel_first
     _set_threads()
-    kernel(_flat(x32), w_t, b, _flat(out32),
-           *_u64(batch, dim, length, *_outer_strides(x32, channel_last), *_outer_strides(out32, channel_last)),
-           bias is not None, silu)
+    kernel(_flat(x32), w_t, b, _flat(out32), *_sizes_and_strides(channel_last, x32, out32), bias is not None,
+           silu)
     return out if out32 is out else out.copy_(out32)
 
 
-def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dout: torch.Tensor,
-                          silu: bool, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          dout: torch.Tensor, silu: bool, dx: torch.Tensor,
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Write dx in place (laid out as the forward's ``out``); return (dx, dweight, dbias), dweight
     (dim, width) and dbias (dim,) in fp32."""
-    batch, dim, length = x.shape
+    batch, dim, _ = x.shape
     width = weight.shape[1]
     if dx.numel() == 0:
         zeros = torch.zeros((dim, width), dtype=torch.float32)
@@ -303,9 +301,7 @@ def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     kernel = _bwd_channel_last if channel_last else _bwd_channel_first
     _set_threads()
     kernel(_flat(x32), w_t, b, _flat(dout32), _flat(dx32), dw_part, db_part,
-           *_u64(batch, dim, length, *_outer_strides(x32, channel_last), *_outer_strides(dout32, channel_last),
-                 *_outer_strides(dx32, channel_last)),
-           bias is not None, silu)
+           *_sizes_and_strides(channel_last, x32, dout32, dx32), bias is not None, silu)
     if dx32 is not dx:
         dx.copy_(dx32)
     # The parts are added in order (numpy, one thread): the same sums whatever the thread count.
