@@ -12,7 +12,9 @@ that it vectorises; neither copies x:
 The output (and dx) is channel-last when x is (dense: the transpose of a contiguous (batch, L, dim)
 tensor, which Mamba's x_proj reads as "b d l -> b l d" without a copy) and contiguous otherwise, as
 the Triton op gives it. Tensors are passed as flat views of their storage plus strides, so any
-strides on the other axes are read in place; a tensor without a unit-stride axis is copied first.
+strides on the other axes are read in place. A tensor without unit stride on the loop nest's inner
+axis is copied first: dout in the Mamba block (it arrives channel-first, the sum of x_proj's
+channel-last gradient and the scan's channel-first du), x with no unit-stride axis.
 
 SiLU is evaluated once per output element in the forward; the backward recomputes the
 pre-activation (only the inputs are kept for backward) and evaluates the SiLU derivative once per
