@@ -70,6 +70,28 @@ def _silu_grad(pre, dout):
 
 
 @_inline
+def _store_output(out, start, pre, silu):
+    """out[start + i] = silu(pre[i]), or pre[i], for every i."""
+    if silu:
+        for i in range(np.uint64(pre.shape[0])):
+            out[start + i] = _silu(pre[i])
+    else:
+        for i in range(np.uint64(pre.shape[0])):
+            out[start + i] = pre[i]
+
+
+@_inline
+def _pre_grad(dpre, dpre_start, pre, dout, dout_start, silu):
+    """dpre[dpre_start + i] = dout[dout_start + i] times silu'(pre[i]) (or not) for i < len(pre)."""
+    if silu:
+        for i in range(np.uint64(pre.shape[0])):
+            dpre[dpre_start + i] = _silu_grad(pre[i], dout[dout_start + i])
+    else:
+        for i in range(np.uint64(pre.shape[0])):
+            dpre[dpre_start + i] = dout[dout_start + i]
+
+
+@_inline
 def _rows(part, n_parts, batch):
     """The batch rows of one part: range(first, end)."""
     p = np.uint64(part)
@@ -100,13 +122,7 @@ def _fwd_channel_last(x, w_t, bias, out, batch, dim, length, sxb, sxl, sob, sol,
         for b in _rows(part, n_parts, batch):
             for t in range(length):
                 _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
-                o_t = b * sob + t * sol
-                if silu:
-                    for d in range(dim):
-                        out[o_t + d] = _silu(pre[d])
-                else:
-                    for d in range(dim):
-                        out[o_t + d] = pre[d]
+                _store_output(out, b * sob + t * sol, pre, silu)
         _restore_fp_control(fp_control)
 
 
@@ -120,24 +136,20 @@ def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, leng
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         pre = np.empty(dim, dtype=np.float32)
-        dpre = np.empty((width, dim), dtype=np.float32)  # the gradient of pre at step s in row s % width
+        dpre = np.empty(width * dim, dtype=np.float32)  # the gradient of pre at step s at (s % width) * dim
         for b in _rows(part, n_parts, batch):
             for t in range(length + width - _U1):
                 if t < length:
-                    g_t, slot = b * sgb + t * sgl, t % width
+                    row = t % width * dim
                     if silu:
                         _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
-                        for d in range(dim):
-                            dpre[slot, d] = _silu_grad(pre[d], dout[g_t + d])
-                    else:
-                        for d in range(dim):
-                            dpre[slot, d] = dout[g_t + d]
+                    _pre_grad(dpre, row, pre, dout, b * sgb + t * sgl, silu)
                     for d in range(dim):
-                        db_part[part, d] += dpre[slot, d]
+                        db_part[part, d] += dpre[row + d]
                     for k in range(width - _U1 - t if t < width - _U1 else _U0, width):
                         x_tap = b * sxb + (t + k - (width - _U1)) * sxl
                         for d in range(dim):
-                            dw_part[part, k, d] += dpre[slot, d] * x[x_tap + d]
+                            dw_part[part, k, d] += dpre[row + d] * x[x_tap + d]
                 # dx[s] = sum_j w[width - 1 - j] * dpre[s + j] for s = t - (width - 1): complete now.
                 if t >= width - _U1:
                     s = t - (width - _U1)
@@ -145,9 +157,9 @@ def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, leng
                     for d in range(dim):
                         dx[dx_s + d] = _ZERO
                     for j in range(min(width, length - s)):
-                        slot = (s + j) % width
+                        row = (s + j) % width * dim
                         for d in range(dim):
-                            dx[dx_s + d] += w_t[width - _U1 - j, d] * dpre[slot, d]
+                            dx[dx_s + d] += w_t[width - _U1 - j, d] * dpre[row + d]
         _restore_fp_control(fp_control)
 
 
@@ -175,13 +187,7 @@ def _fwd_channel_first(x, w_t, bias, out, batch, dim, length, sxb, sxd, sob, sod
         for b in _rows(part, n_parts, batch):
             for d in range(dim):
                 _pre_channel_first(pre, x, b * sxb + d * sxd, w_t, d, bias[d] if has_bias else _ZERO)
-                o_bd = b * sob + d * sod
-                if silu:
-                    for t in range(length):
-                        out[o_bd + t] = _silu(pre[t])
-                else:
-                    for t in range(length):
-                        out[o_bd + t] = pre[t]
+                _store_output(out, b * sob + d * sod, pre, silu)
         _restore_fp_control(fp_control)
 
 
@@ -201,11 +207,7 @@ def _bwd_channel_first(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, len
                 x_bd, g_bd, dx_bd = b * sxb + d * sxd, b * sgb + d * sgd, b * sdb + d * sdd
                 if silu:
                     _pre_channel_first(pre, x, x_bd, w_t, d, bias[d] if has_bias else _ZERO)
-                    for t in range(length):
-                        dpre[t] = _silu_grad(pre[t], dout[g_bd + t])
-                else:
-                    for t in range(length):
-                        dpre[t] = dout[g_bd + t]
+                _pre_grad(dpre, _U0, pre, dout, g_bd, silu)
                 db = _ZERO
                 for t in range(length):
                     db += dpre[t]

@@ -114,7 +114,13 @@ def test_needs_int64_offsets_detects_large_in_batch_strides():
     ("channel-last", True, "swish", torch.bfloat16),
     ("channel-last-slice", True, "silu", torch.float32),
 ])
-def test_public_function_autograd(layout, with_bias, activation, dtype, device, seeded):
+@pytest.mark.parametrize("be", ["auto", "cpu"])
+def test_public_function_autograd(be, layout, with_bias, activation, dtype, device, seeded):
+    """Through causal_conv1d_fn and autograd: the default backend (Triton, interpreted on CPU) and the
+    compiled CPU kernel; values, dtypes and the output layout."""
+    if be == "cpu":
+        pytest.importorskip("numba", reason="the compiled CPU kernel needs numba (the [cpu] extra)")
+        device = torch.device("cpu")
     x = make_x(BATCH, DIM, 19, dtype, layout, device).requires_grad_()
     weight, bias = make_params(DIM, 3, dtype, with_bias, device)
     weight.requires_grad_()
@@ -123,8 +129,9 @@ def test_public_function_autograd(layout, with_bias, activation, dtype, device, 
     dout = torch.randn(BATCH, DIM, 19, device=device, dtype=dtype)
     ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, activation is not None, dout)
 
-    out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, activation=activation)
-    out.backward(dout)
+    with backend.use(be):
+        out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, activation=activation)
+    out.backward(dout)  # outside the block: the backward runs where its forward ran
 
     assert out.dtype == dtype and out.shape == x.shape
     # Channel-last in, channel-last out (dense), so a following (batch, seqlen, dim) matmul needs no copy.
@@ -295,35 +302,6 @@ def test_cpu_kernel_matches_float64_reference(width, seqlen, batch, dim, dtype, 
     assert_close(dw, dw_ref, dtype, name="dweight")
     if with_bias:
         assert_close(db, db_ref, dtype, name="dbias")
-
-
-@pytest.mark.parametrize(("layout", "with_bias", "activation", "dtype"), [
-    ("channel-first", True, "silu", torch.float32),
-    ("channel-last", False, None, torch.float32),
-    ("channel-last-slice", True, "swish", torch.bfloat16),
-    ("channel-last-slice", True, "silu", torch.float32),
-])
-def test_cpu_backend_public_function(layout, with_bias, activation, dtype, cpu_kernel, seeded):
-    """Through causal_conv1d_fn and autograd on backend ``cpu``: values, dtypes and the output layout
-    (channel-last in, dense channel-last out) as on the other backends."""
-    x = make_x(BATCH, DIM, 19, dtype, layout, "cpu").requires_grad_()
-    weight, bias = make_params(DIM, 3, dtype, with_bias, "cpu")
-    weight.requires_grad_()
-    if bias is not None:
-        bias.requires_grad_()
-    dout = torch.randn(BATCH, DIM, 19, dtype=dtype)
-    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, activation is not None, dout)
-    with backend.use("cpu"):
-        out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, activation=activation)
-    out.backward(dout)  # outside the block: the backward runs where its forward ran
-
-    assert out.dtype == dtype and out.stride() == ops._empty_like_x(x).stride()
-    assert_close(out, ref, dtype, name="out")
-    assert x.grad.dtype == dtype and weight.grad.dtype == dtype
-    assert_close(x.grad, dx_ref, dtype, name="dx")
-    assert_close(weight.grad, dw_ref, dtype, name="dweight")
-    if bias is not None:
-        assert_close(bias.grad, db_ref, dtype, name="dbias")
 
 
 def _strided(kind: str) -> torch.Tensor:
