@@ -12,9 +12,10 @@ that it vectorises; neither copies x:
 The output (and dx) is channel-last when x is (dense: the transpose of a contiguous (batch, L, dim)
 tensor, which Mamba's x_proj reads as "b d l -> b l d" without a copy) and contiguous otherwise, as
 the Triton op gives it. Tensors are passed as flat views of their storage plus strides, so any
-strides on the other axes are read in place. A tensor without unit stride on the loop nest's inner
-axis is copied first: dout in the Mamba block (it arrives channel-first, the sum of x_proj's
-channel-last gradient and the scan's channel-first du), x with no unit-stride axis.
+strides on the other axes are read in place. The channel-last backward also reads a channel-first
+dout, as the Mamba block hands it over (the sum of x_proj's channel-last gradient and the scan's
+channel-first du), transposing 16 steps of a row at a time into a buffer in cache. Other tensors
+without unit stride on the loop nest's inner axis are copied first.
 
 SiLU is evaluated once per output element in the forward; the backward recomputes the
 pre-activation (only the inputs are kept for backward) and evaluates the SiLU derivative once per
@@ -47,6 +48,9 @@ _f32 = np.float32
 _ZERO, _ONE = _f32(0.0), _f32(1.0)
 _U0, _U1 = np.uint64(0), np.uint64(1)
 _PARTS = np.uint64(PARTS)
+# Steps of a channel-first dout transposed at a time in the channel-last backward (16 x 128 channels:
+# 8 KiB, in L1).
+_CHUNK = np.uint64(16)
 
 # The kernels index flat fp32 arrays with unsigned integers (sizes, strides and offsets are passed as
 # uint64): numba then emits no negative-index wraparound, whose select per element would stop the
@@ -127,23 +131,35 @@ def _fwd_channel_last(x, w_t, bias, out, batch, dim, length, sxb, sxl, sob, sol,
 
 
 @_parallel
-def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, length, sxb, sxl, sgb, sgl,
-                      sdb, sdl, has_bias, silu):
-    """dx laid out as ``_fwd_channel_last``'s out (strides sdb, sdl), dout (strides sgb, sgl); dw_part
-    (parts, width, dim) and db_part (parts, dim) must be zero on entry."""
+def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, length, sxb, sxl, sdb, sdl,
+                      sgb, sgd, sgl, has_bias, silu):
+    """dx laid out as ``_fwd_channel_last``'s out (strides sdb, sdl); dout[b, d, t] at
+    dout[b * sgb + d * sgd + t * sgl] with sgd = 1 (channel-last) or sgl = 1 (channel-first: each
+    row is transposed in chunks of steps into a buffer in cache on the way, rather than copied whole);
+    dw_part (parts, width, dim) and db_part (parts, dim) must be zero on entry."""
     width = np.uint64(w_t.shape[0])
+    dout_channel_last = sgd == _U1 or dim == _U1
     n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
         fp_control = _flush_subnormals()
         pre = np.empty(dim, dtype=np.float32)
         dpre = np.empty(width * dim, dtype=np.float32)  # the gradient of pre at step s at (s % width) * dim
+        dout_chunk = np.empty(_U0 if dout_channel_last else _CHUNK * dim, dtype=np.float32)
         for b in _rows(part, n_parts, batch):
             for t in range(length + width - _U1):
                 if t < length:
                     row = t % width * dim
                     if silu:
                         _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
-                    _pre_grad(dpre, row, pre, dout, b * sgb + t * sgl, silu)
+                    if dout_channel_last:
+                        _pre_grad(dpre, row, pre, dout, b * sgb + t * sgl, silu)
+                    else:
+                        if t % _CHUNK == 0:  # dout_chunk[i * dim + d] = dout[b, d, t + i]
+                            for d in range(dim):
+                                g_d = b * sgb + d * sgd + t
+                                for i in range(min(_CHUNK, length - t)):
+                                    dout_chunk[i * dim + d] = dout[g_d + i]
+                        _pre_grad(dpre, row, pre, dout_chunk, t % _CHUNK * dim, silu)
                     for d in range(dim):
                         db_part[part, d] += dpre[row + d]
                     for k in range(width - _U1 - t if t < width - _U1 else _U0, width):
@@ -233,10 +249,12 @@ def _unit_stride_along(t: torch.Tensor, channel_last: bool) -> bool:
     return t.shape[axis] <= 1 or t.stride(axis) == 1
 
 
-def _fp32_readable(t: torch.Tensor, like: torch.Tensor, channel_last: bool) -> torch.Tensor:
-    """t itself when it is fp32 with the layout's unit stride, else an fp32 copy in ``like``'s layout."""
-    t = t.detach()
-    if t.dtype == torch.float32 and _unit_stride_along(t, channel_last):
+def _fp32_readable(t: torch.Tensor, like: torch.Tensor, channel_last: bool, *,
+                   also_channel_first: bool = False) -> torch.Tensor:
+    """t in fp32 (itself if it is fp32) when it has the layout's unit stride (or, with
+    ``also_channel_first``, unit stride in time), else an fp32 copy in ``like``'s layout."""
+    t = t.detach().float()
+    if _unit_stride_along(t, channel_last) or (also_channel_first and _unit_stride_along(t, False)):
         return t
     return torch.empty_like(like, dtype=torch.float32).copy_(t)
 
@@ -252,7 +270,11 @@ def _sizes_and_strides(channel_last: bool, *tensors: torch.Tensor) -> tuple[np.u
     outer axis (time for channel-last, channels otherwise)."""
     outer = 2 if channel_last else 1
     strides = (s for t in tensors for s in (t.stride(0), t.stride(outer)))
-    return tuple(np.uint64(v) for v in (*tensors[0].shape, *strides))
+    return _u64((*tensors[0].shape, *strides))
+
+
+def _u64(values: tuple[int, ...]) -> tuple[np.uint64, ...]:
+    return tuple(np.uint64(v) for v in values)
 
 
 def _params(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +318,8 @@ def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
         return dx, zeros, zeros[:, 0].clone()
     channel_last = _layout_of(dx)
     x32 = _fp32_readable(x, dx, channel_last)
-    dout32 = _fp32_readable(dout, dx, channel_last)
+    # The channel-last backward also reads a channel-first dout (the Mamba block's) in place.
+    dout32 = _fp32_readable(dout, dx, channel_last, also_channel_first=channel_last)
     dx32 = dx if dx.dtype == torch.float32 else torch.empty_like(dx, dtype=torch.float32)
     w_t, b = _params(weight, bias)
     n_parts = min(batch, PARTS)
@@ -304,8 +327,11 @@ def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     db_part = np.zeros((n_parts, dim), dtype=np.float32)
     kernel = _bwd_channel_last if channel_last else _bwd_channel_first
     _set_threads()
-    kernel(_flat(x32), w_t, b, _flat(dout32), _flat(dx32), dw_part, db_part,
-           *_sizes_and_strides(channel_last, x32, dout32, dx32), bias is not None, silu)
+    if channel_last:
+        strides = (*_sizes_and_strides(True, x32, dx32), *_u64(dout32.stride()))
+    else:
+        strides = _sizes_and_strides(False, x32, dout32, dx32)
+    kernel(_flat(x32), w_t, b, _flat(dout32), _flat(dx32), dw_part, db_part, *strides, bias is not None, silu)
     if dx32 is not dx:
         dx.copy_(dx32)
     # The parts are added in order (numpy, one thread): the same sums whatever the thread count.
