@@ -312,6 +312,8 @@ def _strided(kind: str) -> torch.Tensor:
         return torch.randn(()).expand(2, 9, 11)
     if kind == "no-unit-stride":  # copied before the kernel runs
         return torch.randn(2, 22, 18)[:, ::2, ::2].transpose(1, 2)[:, :9, :11]
+    if kind == "second-half":  # channel-last at a storage offset, as Mamba's z
+        return torch.randn(2, 11, 18).transpose(1, 2)[:, 9:]
     return make_x(2, 9, 11, torch.float32, kind, "cpu")
 
 
@@ -320,6 +322,7 @@ def _strided(kind: str) -> torch.Tensor:
     ("channel-last-slice", "channel-first"),
     ("channel-last", "expanded"),
     ("no-unit-stride", "padded-channels"),
+    ("second-half", "second-half"),
 ])
 def test_cpu_kernel_reads_any_strides(x_kind, dout_kind, cpu_kernel, seeded):
     x, dout = _strided(x_kind), _strided(dout_kind)
