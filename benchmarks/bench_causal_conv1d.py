@@ -1,10 +1,13 @@
 """The causal depthwise Conv1d + SiLU, forward and forward+backward, at MDAF's shape (dim 128, width 4)
-with L 50 and 200.
+with L 50 and 200, x laid out as the Mamba block passes it (the channel-last "b l d -> b d l" view of
+the first half of in_proj's (batch, L, 2 * dim) output) and the output gradient in the output's layout.
 
 Variants, same device, same run:
 
 - ``triton``: ``causal_conv1d_fn`` on the Triton kernels (CUDA only)
-- ``torch_backend``: ``causal_conv1d_fn`` on its PyTorch path (fp32 F.conv1d; what CPUs run)
+- ``torch_backend``: ``causal_conv1d_fn`` on its PyTorch path (fp32 F.conv1d; what CPUs run without
+  numba)
+- ``cpu_kernel``: ``causal_conv1d_fn`` on the compiled CPU kernel (numba; CPU only)
 - ``eager_reference``: ``causal_conv1d_ref`` in the I/O dtype with ordinary autograd
 - ``compile_reference``: ``torch.compile(causal_conv1d_ref)`` (CUDA only: compiling on a CPU takes
   longer than the whole file may)
@@ -12,8 +15,8 @@ Variants, same device, same run:
 
 Each row records the batch and the bytes the fused kernels must move (``kernel_bytes_moved``: x read
 and out written for the forward; x and dout read and dx written again for the backward), with the
-bandwidth floor they imply on a known GPU. On a CPU the batch is reduced (``CPU_BATCH``) and only
-L = 50 in fp32 runs, so the file takes a few seconds.
+bandwidth floor they imply on a known GPU. On a CPU, batches 512 (the CPU training default) and 2048
+run, only L = 50 in fp32, so the file takes about a minute.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from mdaf_kernels.ops.causal_conv1d import causal_conv1d_fn
 from mdaf_kernels.reference.causal_conv1d import causal_conv1d_ref
 
 DIM, WIDTH = 128, 4
-GPU_BATCH, CPU_BATCH = 2048, 256
+GPU_BATCHES, CPU_BATCHES = (2048,), (512, 2048)
 LENGTHS = (50, 200)
-VARIANTS = ("triton", "torch_backend", "eager_reference", "compile_reference", "causal_conv1d_package")
+VARIANTS = ("triton", "torch_backend", "cpu_kernel", "eager_reference", "compile_reference",
+            "causal_conv1d_package")
 MODES = ("forward", "forward_backward")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Inputs rotate over sets totalling at least this many bytes, so calls read HBM rather than L2.
@@ -37,7 +41,7 @@ ROTATE_BYTES = 200 * 2**20
 
 
 def conv_fn(variant):
-    if variant in ("triton", "torch_backend"):
+    if variant in ("triton", "torch_backend", "cpu_kernel"):
         return causal_conv1d_fn
     if variant == "eager_reference":
         return causal_conv1d_ref
@@ -51,10 +55,13 @@ def make_input_sets(batch, length, dtype, device, count):
     g = torch.Generator(device="cpu").manual_seed(0)
     sets = []
     for _ in range(count):
-        x = torch.randn(batch, DIM, length, generator=g).to(device=device, dtype=dtype)
+        # The Mamba block's x: half of in_proj's output, viewed (batch, dim, length) without a copy.
+        xz = torch.randn(batch, length, 2 * DIM, generator=g).to(device=device, dtype=dtype)
+        x = xz.transpose(1, 2)[:, :DIM]
         weight = (0.5 * torch.randn(DIM, WIDTH, generator=g)).to(device=device, dtype=dtype)
         bias = torch.randn(DIM, generator=g).to(device=device, dtype=dtype)
-        sets.append((x, weight, bias, torch.randn_like(x)))
+        dout = torch.randn(batch, length, DIM, generator=g).to(device=device, dtype=dtype).transpose(1, 2)
+        sets.append((x, weight, bias, dout))
     return sets
 
 
@@ -73,20 +80,26 @@ def floor_ms(device, nbytes) -> float | None:
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
 @pytest.mark.parametrize("length", LENGTHS)
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch", sorted({*GPU_BATCHES, *CPU_BATCHES}))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_causal_conv1d(benchmark, bench_device, variant, mode, length, dtype_name):
+def test_causal_conv1d(benchmark, bench_device, variant, batch, mode, length, dtype_name):
     device, dtype = bench_device, DTYPES[dtype_name]
     if variant in ("triton", "compile_reference", "causal_conv1d_package"):
         skip_unless_triton_runs(device)
+    if variant == "cpu_kernel":
+        if device.type != "cpu":
+            pytest.skip("the compiled CPU kernel runs on CPU tensors only")
+        pytest.importorskip("numba", reason="the compiled CPU kernel needs numba (the [cpu] extra)")
+    if batch not in (GPU_BATCHES if device.type == "cuda" else CPU_BATCHES):
+        pytest.skip(f"batch {batch} is not measured on {device.type}")
     if device.type == "cpu" and (length != LENGTHS[0] or dtype_name != "fp32"):
-        pytest.skip("on a CPU only L = 50 in fp32 runs, to keep the file at a few seconds")
-    batch = GPU_BATCH if device.type == "cuda" else CPU_BATCH
+        pytest.skip("on a CPU only L = 50 in fp32 runs, to keep the file at about a minute")
     esize = torch.empty((), dtype=dtype).element_size()
-    set_bytes = 2 * batch * DIM * length * esize  # x and dout
+    set_bytes = 3 * batch * DIM * length * esize  # in_proj's half holding x (twice x's size) and dout
     count = max(1, -(-ROTATE_BYTES // set_bytes)) if device.type == "cuda" else 1
     sets = make_input_sets(batch, length, dtype, device, count)
     fn = conv_fn(variant)
-    request = "triton" if variant == "triton" else "torch"
+    request = {"triton": "triton", "cpu_kernel": "cpu"}.get(variant, "torch")
     calls = iter(range(1 << 62))
 
     if mode == "forward":

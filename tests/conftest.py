@@ -8,6 +8,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import importlib
+import sys
 
 import pytest
 
@@ -51,3 +52,17 @@ def seeded():
     """A fresh seed per test, so inputs differ between tests but a failure can be replayed."""
     torch.manual_seed(0)
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def numba_missing(monkeypatch):
+    """Simulate an environment without numba (auto backend, no interpreter)."""
+    from mdaf_kernels.cpu import compiler_available
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes ``import numba`` raise ImportError
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    monkeypatch.setattr(backend, "_warned_no_cpu_compiler", set())
+    compiler_available.cache_clear()
+    yield
+    compiler_available.cache_clear()

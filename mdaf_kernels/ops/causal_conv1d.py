@@ -8,6 +8,10 @@ shape and dtype, and is channel-last when x is.
 Kernels compute in fp32 whatever the I/O dtype. The backward keeps only the inputs and recomputes
 the pre-activation; dweight and dbias are reduced deterministically: each program writes fp32
 partials over its run of (batch, time) tiles, and the partials are summed afterwards (no atomics).
+
+CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.causal_conv1d``, numba) when numba is
+installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
+``mdaf_kernels.reference.causal_conv1d`` (backend ``torch``). Every backend returns the same layout.
 """
 
 from __future__ import annotations
@@ -272,13 +276,22 @@ def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach().float()
 
 
+def _backend_for(x: torch.Tensor) -> backend.Backend:
+    return backend.select(x.device, "causal_conv1d_fn", cpu_kernel=True)
+
+
 @torch.library.custom_op("mdaf_kernels::causal_conv1d_fwd", mutates_args=())
 def causal_conv1d_fwd(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, silu: bool
 ) -> torch.Tensor:
     """Forward op: out (batch, dim, seqlen) in x's dtype. Arguments are checked by causal_conv1d_fn."""
-    if backend.select(x.device, "causal_conv1d_fn") == "triton":
+    be = _backend_for(x)
+    if be == "triton":
         return _launch_fwd(x, weight, bias, silu, _empty_like_x(x))
+    if be == "cpu":
+        from mdaf_kernels.cpu.causal_conv1d import causal_conv1d_cpu_fwd
+
+        return causal_conv1d_cpu_fwd(x, weight, bias, silu, _empty_like_x(x))
     out = causal_conv1d_ref(x.float(), weight.float(), _fp32(bias), "silu" if silu else None)
     return _in_layout_of_x(out, x)
 
@@ -297,8 +310,13 @@ def causal_conv1d_bwd(
     dbias is returned even when there is no bias (the gradient a zero bias would get), so that the
     op always has the same outputs.
     """
-    if backend.select(x.device, "causal_conv1d_fn") == "triton":
+    be = _backend_for(x)
+    if be == "triton":
         dx, dweight, dbias = _launch_bwd(x, weight, bias, dout, silu, _empty_like_x(x))
+    elif be == "cpu":
+        from mdaf_kernels.cpu.causal_conv1d import causal_conv1d_cpu_bwd
+
+        dx, dweight, dbias = causal_conv1d_cpu_bwd(x, weight, bias, dout, silu, _empty_like_x(x))
     else:
         dx, dweight, dbias = causal_conv1d_bwd_ref(x.float(), weight.float(), _fp32(bias), dout.float(),
                                                     "silu" if silu else None)
@@ -315,7 +333,7 @@ def _setup_context(ctx, inputs, output) -> None:
     x, weight, bias, silu = inputs
     ctx.save_for_backward(x, weight, bias)
     ctx.silu = silu
-    ctx.backend = backend.select(x.device, "causal_conv1d_fn")
+    ctx.backend = _backend_for(x)
 
 
 def _backward(ctx, dout: torch.Tensor):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ import mdaf_kernels
 from mdaf_kernels import backend
 from mdaf_kernels.ops import causal_conv1d as ops
 from mdaf_kernels.reference.causal_conv1d import causal_conv1d_bwd_ref, causal_conv1d_ref
+from mdaf_kernels.tools.memory import count_saved_tensors
 from tests.tolerance import assert_close, poison_
 
 # 20 channels: not a power of two, so the channel block (32 here) is partly masked.
@@ -110,7 +114,13 @@ def test_needs_int64_offsets_detects_large_in_batch_strides():
     ("channel-last", True, "swish", torch.bfloat16),
     ("channel-last-slice", True, "silu", torch.float32),
 ])
-def test_public_function_autograd(layout, with_bias, activation, dtype, device, seeded):
+@pytest.mark.parametrize("be", ["auto", "cpu"])
+def test_public_function_autograd(be, layout, with_bias, activation, dtype, device, seeded):
+    """Through causal_conv1d_fn and autograd: the default backend (Triton, interpreted on CPU) and the
+    compiled CPU kernel; values, dtypes and the output layout."""
+    if be == "cpu":
+        pytest.importorskip("numba", reason="the compiled CPU kernel needs numba (the [cpu] extra)")
+        device = torch.device("cpu")
     x = make_x(BATCH, DIM, 19, dtype, layout, device).requires_grad_()
     weight, bias = make_params(DIM, 3, dtype, with_bias, device)
     weight.requires_grad_()
@@ -119,8 +129,9 @@ def test_public_function_autograd(layout, with_bias, activation, dtype, device, 
     dout = torch.randn(BATCH, DIM, 19, device=device, dtype=dtype)
     ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, activation is not None, dout)
 
-    out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, activation=activation)
-    out.backward(dout)
+    with backend.use(be):
+        out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, activation=activation)
+    out.backward(dout)  # outside the block: the backward runs where its forward ran
 
     assert out.dtype == dtype and out.shape == x.shape
     # Channel-last in, channel-last out (dense), so a following (batch, seqlen, dim) matmul needs no copy.
@@ -222,8 +233,10 @@ def test_bad_input_raises_naming_the_argument(args, error, match):
         mdaf_kernels.causal_conv1d_fn(**args)
 
 
-@pytest.mark.parametrize("backend_name", ["torch", "auto"])
+@pytest.mark.parametrize("backend_name", ["torch", "auto", "cpu"])
 def test_opcheck(backend_name, seeded):
+    if backend_name == "cpu":
+        pytest.importorskip("numba", reason="the compiled CPU kernel needs numba (the [cpu] extra)")
     x = make_x(2, 5, 6, torch.float32, "channel-last", "cpu").requires_grad_()
     weight = torch.randn(5, 3, requires_grad=True)
     bias = torch.randn(5, requires_grad=True)
@@ -249,3 +262,139 @@ def test_torch_compile_fullgraph(seeded):
     assert_close(loss, eager_loss, torch.float32)
     for got, want in zip(grads, eager_grads, strict=True):
         assert_close(got, want, torch.float32)
+
+
+# ----------------------------------------------------------------------------- compiled CPU kernel
+CPU_LAYOUTS = ("channel-first", "channel-last", "channel-last-slice")
+CPU_FLAGS = list(itertools.product((torch.float32, torch.bfloat16), CPU_LAYOUTS, (True, False),
+                                   (True, False)))
+# Every (dtype, layout, bias, silu) combination once, with sizes cycling so that every size meets every
+# value of each flag: widths 2..4, L = 1, 7, 50 and 129, batch 1 and 5 (5 rows: parts of one row), 20
+# and 37 channels (neither a multiple of a vector's 8 or 16 lanes).
+CPU_CASES = [((2, 3, 4)[i % 3], (1, 7, 50, 129)[(i + i // 4) % 4], (1, 5)[(i + i // 2) % 2],
+              (20, 37)[i // 3 % 2], *flags) for i, flags in enumerate(CPU_FLAGS)]
+
+
+@pytest.fixture
+def cpu_kernel():
+    """The compiled CPU kernel module, skipping the test when numba is not installed."""
+    pytest.importorskip("numba", reason="the compiled CPU kernel needs numba (the [cpu] extra)")
+    from mdaf_kernels.cpu import causal_conv1d
+
+    return causal_conv1d
+
+
+@pytest.mark.parametrize(("width", "seqlen", "batch", "dim", "dtype", "layout", "with_bias", "silu"),
+                         CPU_CASES)
+def test_cpu_kernel_matches_float64_reference(width, seqlen, batch, dim, dtype, layout, with_bias, silu,
+                                              cpu_kernel, seeded):
+    x = make_x(batch, dim, seqlen, dtype, layout, "cpu")
+    weight, bias = make_params(dim, width, dtype, with_bias, "cpu")
+    dout = make_x(batch, dim, seqlen, dtype, layout, "cpu")
+    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, silu, dout)
+
+    out = poison_(ops._empty_like_x(x))
+    assert cpu_kernel.causal_conv1d_cpu_fwd(x, weight, bias, silu, out) is out
+    dx, dw, db = cpu_kernel.causal_conv1d_cpu_bwd(x, weight, bias, dout, silu, poison_(ops._empty_like_x(x)))
+
+    assert_close(out, ref, dtype, name="out")
+    assert_close(dx, dx_ref, dtype, name="dx")
+    assert_close(dw, dw_ref, dtype, name="dweight")
+    if with_bias:
+        assert_close(db, db_ref, dtype, name="dbias")
+
+
+def _strided(kind: str) -> torch.Tensor:
+    """(2, 9, 11) tensors laid out in ways the kernels must read through their strides."""
+    if kind == "padded-channels":  # time has unit stride, channels a stride larger than seqlen
+        return torch.randn(2, 12, 11)[:, :9]
+    if kind == "expanded":  # stride 0 everywhere, as out.sum().backward() hands over
+        return torch.randn(()).expand(2, 9, 11)
+    if kind == "no-unit-stride":  # copied before the kernel runs
+        return torch.randn(2, 22, 18)[:, ::2, ::2].transpose(1, 2)[:, :9, :11]
+    if kind == "second-half":  # channel-last at a storage offset, as Mamba's z
+        return torch.randn(2, 11, 18).transpose(1, 2)[:, 9:]
+    return make_x(2, 9, 11, torch.float32, kind, "cpu")
+
+
+@pytest.mark.parametrize(("x_kind", "dout_kind"), [
+    ("padded-channels", "channel-last"),
+    ("channel-last-slice", "channel-first"),
+    ("channel-last", "expanded"),
+    ("no-unit-stride", "padded-channels"),
+    ("second-half", "second-half"),
+])
+def test_cpu_kernel_reads_any_strides(x_kind, dout_kind, cpu_kernel, seeded):
+    x, dout = _strided(x_kind), _strided(dout_kind)
+    assert x.shape == dout.shape == (2, 9, 11)
+    weight, bias = make_params(9, 4, torch.float32, True, "cpu")
+    ref, dx_ref, dw_ref, db_ref = reference_grads(x, weight, bias, True, dout)
+    out = cpu_kernel.causal_conv1d_cpu_fwd(x, weight, bias, True, poison_(ops._empty_like_x(x)))
+    dx, dw, db = cpu_kernel.causal_conv1d_cpu_bwd(x, weight, bias, dout, True, poison_(ops._empty_like_x(x)))
+    for name, got, want in (("out", out, ref), ("dx", dx, dx_ref), ("dweight", dw, dw_ref),
+                            ("dbias", db, db_ref)):
+        assert_close(got, want, torch.float32, name=name)
+
+
+@pytest.mark.parametrize("layout", ["channel-first", "channel-last-slice"])
+def test_cpu_kernel_results_do_not_depend_on_the_thread_count(layout, cpu_kernel, seeded):
+    """The batch is split into a fixed number of parts (70 rows: parts of one and two rows), whatever
+    the threads: the same dweight and dbias sums, the same bits (and the right ones)."""
+    x = make_x(70, DIM, 23, torch.float32, layout, "cpu")
+    weight, bias = make_params(DIM, 4, torch.float32, True, "cpu")
+    dout = make_x(70, DIM, 23, torch.float32, layout, "cpu")
+    _, _, dw_ref, db_ref = reference_grads(x, weight, bias, True, dout)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 2):
+            torch.set_num_threads(n)
+            out = cpu_kernel.causal_conv1d_cpu_fwd(x, weight, bias, True, ops._empty_like_x(x))
+            grads = cpu_kernel.causal_conv1d_cpu_bwd(x, weight, bias, dout, True, ops._empty_like_x(x))
+            runs.append((out, *grads))
+    finally:
+        torch.set_num_threads(threads)
+    for name, *results in zip(("out", "dx", "dweight", "dbias"), *runs, strict=True):
+        assert all(torch.equal(results[0], r) for r in results[1:]), f"{name} differs between 1 and 2 threads"
+    assert_close(runs[0][2], dw_ref, torch.float32, name="dweight")
+    assert_close(runs[0][3], db_ref, torch.float32, name="dbias")
+
+
+def test_cpu_backend_saves_only_the_inputs(cpu_kernel, seeded):
+    x = make_x(BATCH, DIM, 30, torch.float32, "channel-last-slice", "cpu").requires_grad_()
+    weight, bias = make_params(DIM, 4, torch.float32, True, "cpu")
+    leaves = (x, weight.requires_grad_(), bias.requires_grad_())
+    with backend.use("cpu"), count_saved_tensors() as saved:
+        mdaf_kernels.causal_conv1d_fn(*leaves, activation="silu")
+    assert saved.activation_bytes == sum(t.untyped_storage().nbytes() for t in leaves)
+
+
+def test_without_numba_auto_falls_back_with_one_one_line_warning(numba_missing, seeded):
+    x = make_x(BATCH, DIM, 9, torch.float32, "channel-last-slice", "cpu").requires_grad_()
+    weight, bias = make_params(DIM, 4, torch.float32, True, "cpu")
+    dout = torch.randn(BATCH, DIM, 9)
+    ref, dx_ref, _, _ = reference_grads(x, weight, bias, True, dout)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert ops._backend_for(x) == "torch"
+        out = mdaf_kernels.causal_conv1d_fn(x, weight, bias, "silu")
+        out.backward(dout)
+    assert_close(out, ref, torch.float32, name="out")
+    assert_close(x.grad, dx_ref, torch.float32, name="dx")
+    messages = [str(w.message) for w in caught if "numba" in str(w.message)]
+    assert len(messages) == 1 and "\n" not in messages[0], messages
+    assert messages[0].startswith("causal_conv1d_fn:") and "mdaf-kernels[cpu]" in messages[0]
+
+
+def test_without_numba_an_explicit_cpu_request_raises(numba_missing):
+    weight, bias = make_params(DIM, 4, torch.float32, True, "cpu")
+    with backend.use("cpu"), pytest.raises(backend.BackendUnavailableError, match="numba is not installed"):
+        mdaf_kernels.causal_conv1d_fn(torch.randn(1, DIM, 5), weight, bias, "silu")
+
+
+def test_torch_backend_does_not_import_numba():
+    code = ("import sys, torch, mdaf_kernels\n"
+            "with mdaf_kernels.backend.use('torch'):\n"
+            "    mdaf_kernels.causal_conv1d_fn(torch.randn(1, 4, 5), torch.randn(4, 3), None, 'silu')\n"
+            "assert 'numba' not in sys.modules, 'numba imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

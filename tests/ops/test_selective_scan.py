@@ -417,20 +417,6 @@ def test_cpu_kernel_flushes_subnormals_and_restores_the_thread_state(seeded):
     assert np.float32(1e-38) * np.float32(0.01) > 0, "the calling thread was left flushing subnormals"
 
 
-@pytest.fixture
-def numba_missing(monkeypatch):
-    """Simulate an environment without numba (auto backend, no interpreter)."""
-    from mdaf_kernels.cpu import compiler_available
-
-    monkeypatch.setitem(sys.modules, "numba", None)  # makes ``import numba`` raise ImportError
-    monkeypatch.setenv("TRITON_INTERPRET", "0")
-    monkeypatch.delenv(backend.ENV_VAR, raising=False)
-    monkeypatch.setattr(backend, "_warned_no_cpu_compiler", set())
-    compiler_available.cache_clear()
-    yield
-    compiler_available.cache_clear()
-
-
 def test_without_numba_auto_falls_back_with_one_one_line_warning(numba_missing, seeded):
     ins = make_inputs(2, 6, 9, 4, torch.float32, gen=seeded)
     with warnings.catch_warnings(record=True) as caught:

@@ -89,7 +89,7 @@ def test_measured_over_bound_from_fake_timings():
     cost_rows = [
         _cost_row("selective_scan_fwd[fp32]", "B2048 D128 L50 N32", 500e-6, 100e-6),
         _cost_row("selective_scan_bwd[fp32]", "B2048 D128 L50 N32", 1500e-6, 150e-6),
-        _cost_row("causal_conv1d_fwd[bf16,channel-first]", "B2048 D128 L50 W4", 20e-6, 16e-6),
+        _cost_row("causal_conv1d_fwd[bf16,channel-last]", "B2048 D128 L50 W4", 20e-6, 16e-6),
         _cost_row("selective_scan_fwd[bf16]", "B2048 D128 L50 N32", 500e-6, 100e-6),
     ]
     table = gpu_check.measured_vs_bound(results, cost_rows)
