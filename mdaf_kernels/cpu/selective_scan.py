@@ -38,7 +38,7 @@ import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import njit, prange
+from numba import boolean, float32, int64, njit, prange, void
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -176,6 +176,14 @@ def _effective_delta(delta_row, bias, softplus, n_steps, dt, slope):
 
 
 @njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+def _gather(src, n, dst):
+    """dst[:n] = src[:n]: a (row, channel)'s steps from a row of any stride (e.g. a channel-last
+    (batch, L, dim) tensor seen as (batch, dim, L)) into a contiguous buffer the vector loops read."""
+    for t in range(n):
+        dst[t] = src[t]
+
+
+@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
 def _advance(h_prev, h, decay, a_row, b_row, dt, dtu):
     """h = exp(dt A) h_prev + dt u B over the N states, the decays stored in ``decay``."""
     for k in range(h.shape[0]):
@@ -198,7 +206,16 @@ def _gate(y_row, z_row, n_steps):
         y_row[t] *= z_row[t] * _sigmoid(z_row[t])
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+# (batch, dim, L) arrays of any strides ('A' layout): u, delta, z, the output and the gradients come
+# as channel-first or channel-last views without a copy. Explicit signatures keep one compiled
+# version of each kernel whatever the layouts.
+_ROWS = float32[:, :, :]
+# Contiguous float32 arrays of rank 1 to 4.
+_F1, _F2, _F3, _F4 = float32[::1], float32[:, ::1], float32[:, :, ::1], float32[:, :, :, ::1]
+
+
+@njit(void(_ROWS, _ROWS, _F2, _F4, _F4, _F1, _ROWS, _F1, int64[::1], _ROWS, _F3, int64, boolean, boolean,
+           boolean), parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
 def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, softplus, last_only,
               store_last):
     """y = (C . h + D u) silu(z): (batch, dim, L), or (batch, dim, 1) at each row's last step with
@@ -214,16 +231,19 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
         h = np.empty((2, dstate), dtype=np.float32)  # the state before and after a step, alternating
         decay = np.empty(dstate, dtype=np.float32)
         dt, slope = np.empty(length, dtype=np.float32), np.empty(length, dtype=np.float32)
+        row = np.empty(length, dtype=np.float32)  # the channel's delta, then its output
+        z_row = np.empty(length, dtype=np.float32)
         for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
             n_steps = lengths[b]
             for d in range(dim):
                 g = d // heads
-                _effective_delta(delta[b, d], bias[d], softplus, n_steps, dt, slope)
+                _gather(delta[b, d], n_steps, row)
+                _effective_delta(row, bias[d], softplus, n_steps, dt, slope)
                 h[0, :] = _ZERO
                 for t in range(n_steps):
                     _advance(h[t % 2], h[(t + 1) % 2], decay, A[d], Bt[b, g, t], dt[t], dt[t] * u[b, d, t])
                     if not last_only:
-                        y[b, d, t] = _dot(h[(t + 1) % 2], Ct[b, g, t]) + D[d] * u[b, d, t]
+                        row[t] = _dot(h[(t + 1) % 2], Ct[b, g, t]) + D[d] * u[b, d, t]
                 h_last = h[n_steps % 2]
                 if last_only:
                     t = n_steps - 1
@@ -234,7 +254,9 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
                         y[b, d, 0] = _ZERO
                 else:
                     if has_z:
-                        _gate(y[b, d], z[b, d], n_steps)
+                        _gather(z[b, d], n_steps, z_row)
+                        _gate(row, z_row, n_steps)
+                    _gather(row, n_steps, y[b, d])
                     y[b, d, n_steps:] = _ZERO
                 if store_last:
                     last_state[b, d, :] = h_last
@@ -251,7 +273,9 @@ def _gate_grads(dout_row, z_row, n_steps, dy, dz_per_y):
         dz_per_y[t] = dout_row[t] * sig * (_ONE + z_t * (_ONE - sig))
 
 
-@njit(parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(void(_ROWS, _ROWS, _F2, _F4, _F4, _F1, _ROWS, _F1, int64[::1], _ROWS, _F3, _ROWS, _ROWS, _ROWS, _F4,
+           _F4, _F3, _F2, _F2, int64, boolean, boolean, boolean),
+      parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
 def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta, dz, dBt, dCt, dA_part,
               dD_part, dbias_part, heads, softplus, has_dlast, last_only):
     """Gradients through ``_scan_fwd`` given dout (the gradient of its output; (batch, dim, 1) with
@@ -272,12 +296,15 @@ def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta,
         dy = np.zeros(length, dtype=np.float32)  # the gradient of C . h + D u at each step
         dz_per_y = np.zeros(length, dtype=np.float32)  # dz = dz_per_y * (C . h + D u)
         y = np.zeros(length, dtype=np.float32)  # C . h + D u, where dz needs it
+        row = np.empty(length, dtype=np.float32)  # the channel's delta, then its output gradient
+        z_row = np.empty(length, dtype=np.float32)
         for b in range(part * batch // n_parts, (part + 1) * batch // n_parts):
             n_steps = lengths[b]
             for d in range(dim):
                 g = d // heads
                 a_row = A[d]
-                _effective_delta(delta[b, d], bias[d], softplus, n_steps, dt, slope)
+                _gather(delta[b, d], n_steps, row)
+                _effective_delta(row, bias[d], softplus, n_steps, dt, slope)
                 hs[0, :] = _ZERO
                 for t in range(n_steps):
                     _advance(hs[t], hs[t + 1], decays[t], a_row, Bt[b, g, t], dt[t], dt[t] * u[b, d, t])
@@ -290,9 +317,11 @@ def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta,
                     elif n_steps > 0:
                         dy[t_first] = dout[b, d, 0]
                 elif has_z:
-                    _gate_grads(dout[b, d], z[b, d], n_steps, dy, dz_per_y)
+                    _gather(dout[b, d], n_steps, row)
+                    _gather(z[b, d], n_steps, z_row)
+                    _gate_grads(row, z_row, n_steps, dy, dz_per_y)
                 else:
-                    dy[:n_steps] = dout[b, d, :n_steps]
+                    _gather(dout[b, d], n_steps, dy)
                 if has_dlast:
                     carry[:] = dlast[b, d]
                 else:
@@ -349,6 +378,20 @@ def _array(t: torch.Tensor | None, *, ndim: int = 1) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
+def _rows(t: torch.Tensor | None) -> np.ndarray:
+    """A (batch, dim, L) tensor as an fp32 numpy array in its own layout (a view when it is fp32: a
+    channel-last view is read through its strides, not copied); an empty array for None."""
+    if t is None:
+        return np.zeros((0, 0, 0), dtype=np.float32)
+    return t.detach().to(torch.float32).numpy()
+
+
+def _rows_like(t: torch.Tensor) -> torch.Tensor:
+    """An fp32 (batch, dim, L) output laid out as ``t`` (``torch.empty_like``, as the op's fake
+    kernel makes it), so a channel-last input gets a channel-last gradient."""
+    return torch.empty_like(t, dtype=torch.float32)
+
+
 def _time_minor(t: torch.Tensor) -> np.ndarray:
     """B or C as a contiguous fp32 (batch, G, L, N) array: one step's N values are adjacent."""
     grouped = t if t.dim() == 4 else t.unsqueeze(1)
@@ -365,8 +408,8 @@ def _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths):
     else:
         lens = lengths.detach().to(torch.int64).contiguous().numpy()
     zeros = np.zeros(dim, dtype=np.float32)
-    arrays = (_array(u), _array(delta), _array(A), _time_minor(B), _time_minor(C),
-              zeros if D is None else _array(D), _array(z, ndim=3),
+    arrays = (_rows(u), _rows(delta), _array(A), _time_minor(B), _time_minor(C),
+              zeros if D is None else _array(D), _rows(z),
               zeros if delta_bias is None else _array(delta_bias), lens)
     return arrays, heads
 
@@ -377,11 +420,11 @@ def selective_scan_cpu_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_s
     in ``u``'s dtype; last_state (batch, dim, N) fp32."""
     batch, dim, length = u.shape
     args, heads = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths)
-    y = np.empty((batch, dim, 1 if last_only else length), dtype=np.float32)
+    out = torch.empty(batch, dim, 1) if last_only else _rows_like(u)
     last_state = np.empty((batch, dim, A.shape[1]) if return_last_state else (0, 0, 0), dtype=np.float32)
     _set_threads()
-    _scan_fwd(*args, y, last_state, heads, bool(delta_softplus), bool(last_only), bool(return_last_state))
-    out = torch.from_numpy(y)
+    _scan_fwd(*args, out.numpy(), last_state, heads, bool(delta_softplus), bool(last_only),
+              bool(return_last_state))
     last_t = torch.from_numpy(last_state) if return_last_state else u.new_empty(0, dtype=torch.float32)
     return (out.view(batch, dim) if last_only else out).to(u.dtype), last_t
 
@@ -393,19 +436,20 @@ def selective_scan_cpu_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bia
     batch, dim, length = u.shape
     dstate = A.shape[1]
     args, heads = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths)
-    dout = _array(dout.reshape(batch, dim, 1 if last_only else length))
-    du, ddelta = (np.empty((batch, dim, length), dtype=np.float32) for _ in range(2))
-    dz = np.empty((batch, dim, length) if z is not None else (0, 0, 0), dtype=np.float32)
+    dout = _rows(dout.reshape(batch, dim, 1 if last_only else length))
+    du, ddelta = _rows_like(u), _rows_like(delta)
+    dz = None if z is None else _rows_like(z)
     dBt, dCt = np.zeros_like(args[3]), np.zeros_like(args[4])
     n_parts = min(batch, PARTS)
     dA_part = np.zeros((n_parts, dim, dstate), dtype=np.float32)
     dD_part, dbias_part = (np.zeros((n_parts, dim), dtype=np.float32) for _ in range(2))
     _set_threads()
-    _scan_bwd(*args, dout, _array(dlast_state, ndim=3), du, ddelta, dz, dBt, dCt, dA_part, dD_part,
-              dbias_part, heads, bool(delta_softplus), dlast_state is not None, bool(last_only))
+    _scan_bwd(*args, dout, _array(dlast_state, ndim=3), du.numpy(), ddelta.numpy(), _rows(dz), dBt, dCt,
+              dA_part, dD_part, dbias_part, heads, bool(delta_softplus), dlast_state is not None,
+              bool(last_only))
 
-    def like(a: np.ndarray, t: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(a).to(t.dtype)
+    def like(a: np.ndarray | torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(a).to(t.dtype)
 
     def like_bc(a: np.ndarray, t: torch.Tensor) -> torch.Tensor:  # (batch, G, L, N) -> B/C's layout
         return torch.from_numpy(a).transpose(2, 3).reshape(t.shape).to(t.dtype)

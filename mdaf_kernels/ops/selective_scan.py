@@ -623,10 +623,10 @@ def selective_scan_bwd(
 
     ``dout`` is the gradient of the forward's ``out`` ((batch, dim) with ``last_only``).
     """
-    dout = dout.contiguous()
+    be = _backend_for(u)
+    dout = _dense_unless_cpu(dout, be)
     if dlast_state is not None:
         dlast_state = dlast_state.contiguous()
-    be = _backend_for(u)
     if be == "cpu":
         from mdaf_kernels.cpu.selective_scan import selective_scan_cpu_bwd
 
@@ -685,6 +685,13 @@ _IO_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 _LENGTH_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _dense_unless_cpu(t: torch.Tensor, be: backend.Backend) -> torch.Tensor:
+    """A (batch, dim, L) operand as the backend reads it: the compiled CPU kernel reads any strides
+    (nn.Mamba's channel-last views are not copied, and its outputs and gradients keep their layout);
+    the Triton kernels and the PyTorch path take contiguous tensors."""
+    return t if be == "cpu" else t.contiguous()
 
 
 def _check_args(u, delta, A, B, C, D, z, delta_bias, lengths) -> None:
@@ -768,11 +775,14 @@ def selective_scan_fn(
     the state as it was, so zero it at padded positions for padding-independent valid outputs.
     """
     _check_args(u, delta, A, B, C, D, z, delta_bias, lengths)
+    # Under torch.compile the layout is decided without tracing the backend choice (dense inputs suit
+    # every backend).
+    be = "torch" if torch.compiler.is_compiling() else _backend_for(u)
     out, last_state, _ = selective_scan_fwd(
         # B and C are read through their strides: (batch, L, N) views such as Mamba's x_proj output
         # need no copy (and give the forward immediate-offset loads).
-        u.contiguous(), delta.contiguous(), A.contiguous(), B, C,
-        None if D is None else D.contiguous(), None if z is None else z.contiguous(),
+        _dense_unless_cpu(u, be), _dense_unless_cpu(delta, be), A.contiguous(), B, C,
+        None if D is None else D.contiguous(), None if z is None else _dense_unless_cpu(z, be),
         None if delta_bias is None else delta_bias.contiguous(),
         None if lengths is None else lengths.contiguous(),
         bool(delta_softplus), bool(return_last_state), bool(last_only),

@@ -385,6 +385,37 @@ def test_cpu_exp_relative_error_is_below_2e_7():
     assert np.all((out[:tiny.size] >= 0) & (out[:tiny.size] < 2e-38))
 
 
+@pytest.mark.parametrize("last_only", [False, True], ids=["full", "last_only"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_kernel_reads_channel_last_views_in_place(last_only, dtype, seeded):
+    """u, delta and z as nn.Mamba passes them: (batch, dim, L) views of (batch, L, channels) tensors,
+    delta and z the two halves of one wider tensor. Values and gradients equal the float64 oracle's,
+    and the output and the gradients of u, delta and z keep the channel-last layout (no copies)."""
+    batch, dim, length, dstate = 3, 20, 13, 8
+    ins = make_inputs(batch, dim, length, dstate, dtype, gen=seeded)
+    u = ins["u"].transpose(1, 2).contiguous().requires_grad_()  # (batch, L, dim)
+    xz = torch.cat([ins["delta"], ins["z"]], dim=1).transpose(1, 2).contiguous().requires_grad_()
+    views = dict(ins, u=u.transpose(1, 2), delta=xz[..., :dim].transpose(1, 2),
+                 z=xz[..., dim:].transpose(1, 2))
+    lengths = torch.tensor([13, 0, 5])
+    kw = dict(delta_softplus=True, lengths=lengths, last_only=last_only)
+    dout = torch.randn(*((batch, dim) if last_only else (batch, dim, length)), generator=seeded,
+                       dtype=torch.float64)
+    with backend.use(runnable("cpu")):
+        out = selective_scan_fn(**{k: views[k] for k in NAMES}, **kw)
+    grads = torch.autograd.grad((out.double() * dout).sum(), [views["u"], views["delta"], views["z"]])
+    ref_leaves = {k: None if v is None else v.detach().double().contiguous().requires_grad_()
+                  for k, v in views.items()}
+    ref = selective_scan_ref(**{k: ref_leaves[k] for k in NAMES}, **kw)
+    ref_grads = torch.autograd.grad((ref * dout).sum(), [ref_leaves[k] for k in ("u", "delta", "z")])
+    assert_close(out, ref, dtype, name="out")
+    for name, g, r in zip(("du", "ddelta", "dz"), grads, ref_grads, strict=True):
+        assert_close(g, r, dtype, name=name)
+        assert g.stride(1) == 1, f"{name} is not channel-last: strides {g.stride()}"
+    if not last_only:
+        assert out.stride(1) == 1, f"out is not channel-last: strides {out.stride()}"
+
+
 def test_cpu_softplus_and_its_slope_match_float64():
     """The kernel's in-loop softplus (series for log1p) and sigmoid slope against float64, over inputs
     from deep in the flat tail to the linear part (where torch's softplus switches to x at 20)."""
