@@ -65,7 +65,7 @@ FWD_BLOCK_D = 128
 # The backward's channel block, walked in turn by one program per row: 32 channels on 4 warps keep 8
 # elements of each (channel, time) tile per thread without spilling (16 channels or 8 warps bound
 # higher in the cost model, 2 warps spill).
-BWD_BLOCK_D = 32
+BWD_BLOCK_D = 128
 BWD_NUM_WARPS = 4
 
 
@@ -108,21 +108,6 @@ def _fast_div(x, y):
     if FAST_MATH:
         return libdevice.fast_dividef(x, y)
     return x / y
-
-
-@triton.jit
-def _first_order_combine(a_l, x_l, a_r, x_r):
-    """Compose h -> a_l h + x_l then h -> a_r h + x_r (the linear recurrence as a monoid)."""
-    return a_l * a_r, a_r * x_l + x_r
-
-
-@triton.jit
-def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.constexpr):
-    """[BD, BT] gradient of the output over one chunk. With LAST_ONLY the output was read at the
-    row's last step only, so the adjoint gets its single injection C * dy there."""
-    if LAST_ONLY:
-        return tl.where(o_t[None, :] == n_steps - 1, b_dout_last[:, None], 0.0)
-    return tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -254,10 +239,39 @@ def _selective_scan_fwd_kernel(
 
 
 @triton.jit
+def _bwd_step_inputs(u_ptr, delta_ptr, z_ptr, dout_ptr, o_dt, m_d, b_bias, b_dout_last, is_last,
+                     HAS_Z: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr,
+                     LAST_ONLY: tl.constexpr):
+    """[BD] inputs of one backward step: u, the effective delta (after bias and softplus), the
+    derivative of the softplus (1 without), dout, z, sigmoid(z) and dy = dout * silu(z), the gradient
+    of the readout C . h + D u. With LAST_ONLY dout is the row's one output gradient at its last step."""
+    b_u = tl.load(u_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+    b_dt = tl.load(delta_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+    if HAS_DELTA_BIAS:
+        b_dt += b_bias
+    b_dsoftplus = tl.full(b_dt.shape, 1.0, tl.float32)
+    if DELTA_SOFTPLUS:
+        b_dsoftplus = _sigmoid(b_dt)
+        b_dt = _softplus(b_dt)
+    if LAST_ONLY:
+        b_dout = tl.where(is_last, b_dout_last, 0.0)
+    else:
+        b_dout = tl.load(dout_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+    b_dy = b_dout
+    b_z = b_dout  # unused without z
+    b_sig = b_dout
+    if HAS_Z:
+        b_z = tl.load(z_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+        b_sig = _sigmoid(b_z)
+        b_dy = b_dout * b_z * b_sig
+    return b_u, b_dt, b_dsoftplus, b_dout, b_z, b_sig, b_dy
+
+
+@triton.jit
 def _selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     dout_ptr, dlast_ptr, ckpt_ptr,
-    du_ptr, ddelta_ptr, dz_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, phi_ptr,
     dA_part_ptr, dB_ptr, dC_ptr, dD_part_ptr, dbias_part_ptr,
     dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks,
     stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
@@ -273,15 +287,29 @@ def _selective_scan_bwd_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    # One program per (batch element, group of B/C): it walks the group's n_dblocks channel blocks
-    # one after the other, so it alone sums dB and dC over the group's channels (no partials).
+    # One program per (batch element, group of B/C) walks the group's n_dblocks channel blocks one
+    # after the other, so it alone sums dB and dC over the group's channels (no partials). A block is
+    # a [BD, BN] tile of (channel, state) chains; its chunks of CHUNK_T steps, last to first, are each
+    # walked twice from the forward's checkpoint, without storing any state:
+    #   forward, t = t0 .. t1-1: h_t = a_t h_{t-1} + x_t (a_t = exp(delta_t A), x_t = delta_t u_t B_t),
+    #     with everything that needs h: dC, dz, and the h side of dA and d delta;
+    #   reverse, t = t1-1 .. t0: dh_t = C_t dy_t + e_{t+1}, e_t = a_t dh_t, with everything that needs
+    #     dh: dB, du, d delta and the dh side of dA.
+    # The decay's gradient g_t = dL/d(delta_t A) = e_t h_{t-1} needs both at the same t; it is also
+    # (the adjoint identity, per chain and chunk) g_k = sum_{t1>t>=k} (c_t h_t - dh_t x_t) + e_t1 h_{t1-1},
+    # c_t = C_t dy_t, e_t1 the adjoint from the later chunk (the last state's gradient at the end).
+    # So the chunk's share of dA, sum_k delta_k g_k = sum_t Delta_t (c_t h_t - dh_t x_t) + Delta_t1
+    # e_t1 h_{t1-1} (Delta_t: delta summed from t0 to t), splits over the two passes, and so does
+    # sum_n A g_k, a suffix sum of phi_t - psi_t: phi_t = sum_n A c_t h_t (forward pass, kept per
+    # step in the fp32 scratch ``phi``), psi_t = sum_n A dh_t x_t (reverse pass). Two exp2 per
+    # element, no state history. The two sides are larger than their difference (up to about
+    # CHUNK_T / 2 times for dA), so dA has a relative error of about 1e-5 in fp32 where a direct
+    # e_t h_{t-1} has 1e-7; restarting at each checkpoint keeps it from growing with L.
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
     i_b64 = i_b.to(tl.int64)
     o_n = tl.arange(0, BLOCK_N)  # [BN]
-    o_c = tl.arange(0, CHUNK_T)  # [BT] position inside the chunk
-    if INT64_OFFSETS:  # offsets inside one batch element (channel x time, checkpoints) in 64 bits
-        o_c = o_c.to(tl.int64)
+    m_n = o_n < dstate
 
     # 64-bit batch offsets in the scalar base pointers.
     p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, the full dout and the gradients
@@ -293,6 +321,7 @@ def _selective_scan_bwd_kernel(
         dout_ptr += p_bdl
     du_ptr += p_bdl
     ddelta_ptr += p_bdl
+    phi_ptr += p_bdl
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
@@ -301,8 +330,8 @@ def _selective_scan_bwd_kernel(
     p_bc = (i_b64 * groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in dB and dC
     dB_ptr += p_bc
     dC_ptr += p_bc
-    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
     dlast_ptr += i_b64 * dim * dstate
+    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
     dA_part_ptr += i_b64 * dim * dstate
     dD_part_ptr += i_b64 * dim
     dbias_part_ptr += i_b64 * dim
@@ -311,124 +340,106 @@ def _selective_scan_bwd_kernel(
         n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
     else:
         n_steps = seqlen
+    o_nl = o_n * seqlen  # [BN] offset of (n, 0) in dB and dC
+    p_Bn = B_ptr + o_n * stride_Bn  # [BN] pointers to (n, 0)
+    p_Cn = C_ptr + o_n * stride_Cn
     for i_blk in range(0, n_dblocks):
         o_d = i_g * heads + i_blk * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
         m_d = o_d < dim
-        m_dn = m_d[:, None] & (o_n < dstate)[None, :]
+        m_dn = m_d[:, None] & m_n[None, :]
+        m_acc = m_n & (i_blk > 0)  # [BN] earlier blocks' dB and dC sums to add to
         if INT64_OFFSETS:
             o_d = o_d.to(tl.int64)
         o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
+        p_row = o_d * seqlen  # [BD] offset of (d, 0)
+        # Scaled by log2(e) once, so that each step's decay is one exp2.
+        b_A2 = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634  # [BD, BN]
+        b_D = tl.zeros([BLOCK_D], dtype=tl.float32)
         if HAS_D:
             b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+        b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
         if HAS_DELTA_BIAS:
             b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+        b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)
         if LAST_ONLY:
-            b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-        else:
-            b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
+            b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
 
-        # carry[:, n] = exp(delta_{t+1} A) dh_{t+1} at the first step t+1 of the chunk processed last;
-        # it enters the adjoint at the last step of the current chunk. At the end of the sequence it is
-        # the gradient of the last state.
+        # The adjoint entering the last step of the chunk walked next (the last state's gradient first).
+        b_e = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
         if HAS_DLAST:
-            b_carry = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)  # [BD, BN]
-        else:
-            b_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-        b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
+            b_e = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)
+        b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
         b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
         b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
-
         n_chunks = tl.cdiv(n_steps, CHUNK_T)
         for i_rev in range(0, n_chunks):
             i_c = n_chunks - 1 - i_rev
+            t0 = i_c * CHUNK_T
+            t1 = tl.minimum(t0 + CHUNK_T, n_steps)
             if INT64_OFFSETS:
                 i_c = tl.cast(i_c, tl.int64)
-            o_t = i_c * CHUNK_T + o_c  # [BT]
-            m_t = o_t < n_steps
-            m = m_d[:, None] & m_t[None, :]  # [BD, BT]
-            m_acc = tl.where(i_blk > 0, m_t, False)  # [BT]
-            m_next = m_d[:, None] & (o_t + 1 < n_steps)[None, :]
-            o_dt = o_d[:, None] * seqlen + o_t[None, :]  # [BD, BT]
-            i_last = tl.minimum(CHUNK_T, n_steps - i_c * CHUNK_T) - 1  # last valid position in the chunk
+            # Forward: h from the checkpoint (zero for the first chunk), dC, dz, the h side of dA and
+            # phi (in A log2(e) units).
+            m_h0 = tl.where(i_c > 0, m_dn, False)  # (the interpreter cannot AND a scalar into a block)
+            b_h = tl.load(ckpt_ptr + (i_c - 1) * dim * dstate + o_dn, mask=m_h0, other=0.0)
+            b_cum = tl.zeros([BLOCK_D], dtype=tl.float32)  # Delta_t
+            for t in range(t0, t1):
+                if INT64_OFFSETS:
+                    t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
+                b_u, b_dt, _, b_dout, b_z, b_sig, b_dy = _bwd_step_inputs(
+                    u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last, t == n_steps - 1,
+                    HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
+                b_cum += b_dt
+                b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                b_h = _exp2(b_dt[:, None] * b_A2) * b_h + (b_dt * b_u)[:, None] * b_Bt[None, :]
+                b_ch = b_h * b_Ct[None, :]  # [BD, BN] C_t h_t
+                b_dA += b_ch * (b_dy * b_cum)[:, None]
+                tl.store(phi_ptr + p_row + t, b_dy * tl.sum(b_ch * b_A2, axis=1), mask=m_d)
+                b_dC = tl.sum(b_h * b_dy[:, None], axis=0)  # [BN] this block's share of the channel sum
+                b_dC += tl.load(dC_ptr + o_nl + t, mask=m_acc, other=0.0)
+                tl.store(dC_ptr + o_nl + t, b_dC, mask=m_n)
+                if HAS_Z:
+                    b_y = tl.sum(b_ch, axis=1) + b_D * b_u
+                    b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
+                    tl.store(dz_ptr + p_row + t, b_dz.to(dz_ptr.dtype.element_ty), mask=m_d)
+            # The adjoint from the later chunk closes every suffix sum of this one.
+            b_dA += b_e * b_h * b_cum[:, None]
+            b_Ag = tl.sum(b_e * b_h * b_A2, axis=1)  # sum_n A g_t (A log2(e) units)
+            # The reverse pass reads phi as stored by any thread.
+            tl.debug_barrier()
 
-            b_u = tl.load(u_ptr + o_dt, mask=m, other=0.0).to(tl.float32)  # [BD, BT]
-            b_dt = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-            b_dtn = tl.load(delta_ptr + o_dt + 1, mask=m_next, other=0.0).to(tl.float32)
-            if HAS_DELTA_BIAS:
-                b_dt += b_bias[:, None]
-                b_dtn += b_bias[:, None]
-            if DELTA_SOFTPLUS:
-                b_dt = _softplus(b_dt)
-                b_dtn = _softplus(b_dtn)
-            # Outside the sequence delta = 0: the state passes through and nothing is added.
-            b_dt = tl.where(m, b_dt, 0.0)
-            b_dtn = tl.where(m_next, b_dtn, 0.0)
-            b_dtu = b_dt * b_u
-            b_dy = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-            if HAS_Z:
-                b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-                b_dy *= b_z * _sigmoid(b_z)
-
-            b_y = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-            b_ddt = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-            b_du = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-            for n in range(0, dstate):
-                b_An = tl.load(A_ptr + o_d * dstate + n, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-                b_Bn = tl.load(B_ptr + n * stride_Bn + o_t * stride_Bl, mask=m_t, other=0.0).to(tl.float32)
-                b_Cn = tl.load(C_ptr + n * stride_Cn + o_t * stride_Cl, mask=m_t, other=0.0).to(tl.float32)
-                b_A2 = (b_An * 1.4426950408889634)[:, None]
-                b_a = _exp2(b_dt * b_A2)  # [BD, BT] decay of step t
-                b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
-                # State entering the chunk: the forward's checkpoint (zero for the first chunk).
-                b_h0 = tl.load(ckpt_ptr + ((i_c - 1) * dim + o_d) * dstate + n,
-                               mask=m_d & (o_d * 0 + i_c > 0), other=0.0)  # [BD]
-                b_x0 = b_x + tl.where(o_c[None, :] == 0, b_a * b_h0[:, None], 0.0)
-                _, b_h = tl.associative_scan((b_a, b_x0), axis=1, combine_fn=_first_order_combine)  # [BD, BT]
-                b_y += b_h * b_Cn[None, :]
-
-                # Adjoint, reversed: dh_t = c_t + exp(delta_{t+1} A) dh_{t+1}, c_t = C_t dy_t (+ carry).
-                b_an = _exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
-                b_carry_n = tl.sum(tl.where(o_n[None, :] == n, b_carry, 0.0), axis=1)  # [BD]
-                b_c = b_dy * b_Cn[None, :] + tl.where(o_c[None, :] == i_last, b_carry_n[:, None], 0.0)
-                _, b_dh = tl.associative_scan((b_an, b_c), axis=1, combine_fn=_first_order_combine,
-                                              reverse=True)
-                b_carry_n = tl.sum(tl.where(o_c[None, :] == 0, b_a * b_dh, 0.0), axis=1)
-                b_carry = tl.where(o_n[None, :] == n, b_carry_n[:, None], b_carry)
-
-                # h_t - x_t = exp(delta_t A) h_{t-1}: the part of the state that went through the decay.
-                b_q = b_dh * (b_h - b_x)  # [BD, BT]
-                b_dhB = b_dh * b_Bn[None, :]
-                b_ddt += b_q * b_An[:, None] + b_dhB * b_u
-                b_du += b_dhB * b_dt
-                b_dA_n = tl.sum(b_q * b_dt, axis=1)  # [BD]
-                b_dA += tl.where(o_n[None, :] == n, b_dA_n[:, None], 0.0)
-                b_dB_n = tl.sum(b_dh * b_dtu, axis=0)  # [BT] this block's share of the channel sum
-                b_dC_n = tl.sum(b_dy * b_h, axis=0)  # [BT]
-                # Plus the earlier blocks' sums, which this program stored (none before the first block).
-                b_dB_n += tl.load(dB_ptr + n * seqlen + o_t, mask=m_acc, other=0.0)
-                b_dC_n += tl.load(dC_ptr + n * seqlen + o_t, mask=m_acc, other=0.0)
-                tl.store(dB_ptr + n * seqlen + o_t, b_dB_n, mask=m_t)
-                tl.store(dC_ptr + n * seqlen + o_t, b_dC_n, mask=m_t)
-
-            if HAS_D:
-                b_y += b_D[:, None] * b_u
-                b_du += b_dy * b_D[:, None]
-                b_dD += tl.sum(b_dy * b_u, axis=1)
-            tl.store(du_ptr + o_dt, b_du.to(du_ptr.dtype.element_ty), mask=m)
-            # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
-            if HAS_Z:
-                b_dout = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-                b_sig = _sigmoid(b_z)
-                b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
-                tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
-            if DELTA_SOFTPLUS:
-                b_dt_pre = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-                if HAS_DELTA_BIAS:
-                    b_dt_pre += b_bias[:, None]
-                b_ddt = b_ddt * _sigmoid(b_dt_pre)
-            b_ddt = tl.where(m, b_ddt, 0.0)
-            b_dbias += tl.sum(b_ddt, axis=1)
-            tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
+            # Reverse: dh, dB, du, d delta and the dh side of dA.
+            for i_t in range(0, t1 - t0):
+                t = t1 - 1 - i_t
+                if INT64_OFFSETS:
+                    t = tl.cast(t, tl.int64)
+                b_u, b_dt, b_dsoftplus, _, _, _, b_dy = _bwd_step_inputs(
+                    u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last, t == n_steps - 1,
+                    HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
+                b_dtu = b_dt * b_u
+                b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
+                b_dhB = b_dh * b_Bt[None, :]  # dh_t x_t / (delta_t u_t)
+                b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
+                b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
+                b_Ag += tl.load(phi_ptr + p_row + t, mask=m_d, other=0.0) - b_psi
+                b_dA -= b_dhB * (b_dtu * b_cum)[:, None]
+                b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
+                b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
+                tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
+                b_e = _exp2(b_dt[:, None] * b_A2) * b_dh
+                b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
+                b_du = b_dt * b_dhBu
+                if HAS_D:
+                    b_du += b_D * b_dy
+                    b_dD += b_dy * b_u
+                b_ddt *= b_dsoftplus
+                b_dbias += b_ddt
+                tl.store(du_ptr + p_row + t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
+                tl.store(ddelta_ptr + p_row + t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
+                b_cum -= b_dt
 
         tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
         if HAS_D:
@@ -521,6 +532,8 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
     du, ddelta = per_step(u.shape, dtype=u.dtype, device=u.device), per_step(delta.shape, dtype=delta.dtype,
                                                                               device=u.device)
     dz = per_step(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
+    # phi_t of the kernel's forward pass for its reverse pass (a scratch read back within a chunk).
+    phi = torch.empty(batch, dim, seqlen, **f32)
     dA_part = torch.empty(batch, dim, dstate, **f32)
     # dB and dC summed over each group's channels by its program, in fp32.
     dB = per_step(batch, groups, dstate, seqlen, **f32)
@@ -532,7 +545,7 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
-        du, ddelta, dz, dA_part, dB, dC, dD_part, dbias_part,
+        du, ddelta, dz, phi, dA_part, dB, dC, dD_part, dbias_part,
         dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], triton.cdiv(dim // groups, block_d),
         *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
@@ -805,12 +818,15 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
     # Forward loops: the chunks, and inside them the steps.
     fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=3 * seq + out + 2 * bc + params,
                      extra_bytes=ckpt, exp_count=exps, loop_trips=(n_chunks, seqlen))
-    # Backward loops: one program per batch element walks the channel blocks, in each the chunks
-    # (last to first), in each the states.
-    bwd_chunks = bwd_blocks * n_chunks
+    # Backward loops: one program per batch element walks the channel blocks (no loop for a single
+    # block: the JIT specialises it away), in each the chunks (last to first), in each the steps
+    # forward, then in reverse. It reads the checkpoints and writes and reads back phi (fp32).
+    bwd_steps = bwd_blocks * seqlen
+    block_loop = (bwd_blocks,) if bwd_blocks > 1 else ()
+    phi = tensor_bytes("fp32", batch, dim, seqlen)
     bwd = LaunchCost(shape, programs=batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
-                     extra_bytes=ckpt + partials, exp_count=exps,
-                     loop_trips=(bwd_blocks, bwd_chunks, bwd_chunks * dstate))
+                     extra_bytes=ckpt + partials + phi, exp_count=exps,
+                     loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_steps, bwd_steps))
     return fwd, bwd
 
 
@@ -837,7 +853,7 @@ def compile_specs() -> list[KernelSpec]:
               "dz_ptr")
         pointers = {name: dtype if name in io else "fp32" for name in (
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
-            "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
+            "phi_ptr", "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
         pointers["lengths_ptr"] = "i64"
         fwd_ints = {k: v for k, v in ints.items() if k != "groups"}
         fwd_ints["n_dblocks"] = triton.cdiv(dim, fwd_block_d)
