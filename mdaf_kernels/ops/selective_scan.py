@@ -17,14 +17,14 @@ boundary (none when L <= CHUNK): the only thing kept for backward besides the in
 ``LAST_ONLY`` it stores no per-step output, only one readout of the final state at the last step.
 
 Backward kernel: one program per (batch element, B/C group) walks the group's channel blocks in
-turn; for each it walks the chunks from last to first with the CHUNK time steps in registers and
-loops over the N states: recompute h over the chunk with an associative scan started from the
-checkpoint, run the adjoint ``dh_t = exp(delta_{t+1} A) dh_{t+1} + C_t dy_t`` as a reverse scan,
-and accumulate the per-channel gradients. The program sums dB and dC over its channels itself (each
-block adds its share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD,
-d delta_bias) are written as fp32 partials per program and reduced afterwards in torch:
-deterministic, no atomics. With ``LAST_ONLY`` the output gradient enters the adjoint once, at the
-row's last step.
+turn; for each it walks the chunks from last to first, each twice from its checkpoint, with the
+(BLOCK_D, N) tile of chains in registers: forward (h, dC, dz) and in reverse (the adjoint
+``dh_t = C_t dy_t + exp(delta_{t+1} A) dh_{t+1}``, dB, du, d delta). No per-step state is kept: the
+gradient of the decay, ``exp(delta_t A) dh_t h_{t-1}``, is formed from suffix sums the two passes
+share (see the kernel). The program sums dB and dC over its channels itself (each block adds its
+share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD, d delta_bias) are
+written as fp32 partials per program and reduced afterwards in torch: deterministic, no atomics.
+With ``LAST_ONLY`` the output gradient enters the adjoint once, at the row's last step.
 
 CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.selective_scan``, numba) when numba is
 installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
