@@ -124,6 +124,27 @@ def _readout(b_ch, b_u, b_D, z_ptrs, m_z, HAS_D: tl.constexpr, HAS_Z: tl.constex
 
 
 @triton.jit
+def _load_states(p, stride_n, DSTATE: tl.constexpr, PACKED: tl.constexpr):
+    """The DSTATE values ``p[n * stride_n]`` as a tuple of fp32 scalars. PACKED (bf16, the N values
+    adjacent and 8-byte aligned): four per 64-bit load, each widened by one shift or mask (a bf16 is
+    the high half of an fp32), where a 16-bit load and a conversion per value cost twice as many
+    instructions."""
+    values = ()
+    if PACKED:
+        p64 = p.to(tl.pointer_type(tl.int64), bitcast=True)
+        for q in tl.static_range(DSTATE // 4):
+            b_w = tl.load(p64 + q)
+            for half in tl.static_range(2):
+                b_w32 = (b_w >> (32 * half)).to(tl.int32)
+                values += ((b_w32 << 16).to(tl.float32, bitcast=True),
+                           (b_w32 & -65536).to(tl.float32, bitcast=True))
+    else:
+        for n in tl.static_range(DSTATE):
+            values += (tl.load(p + n * stride_n).to(tl.float32),)
+    return values
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     out_ptr, last_state_ptr, ckpt_ptr,
@@ -137,6 +158,7 @@ def _selective_scan_fwd_kernel(
     HAS_LENGTHS: tl.constexpr,
     LAST_ONLY: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
+    PACKED_BC: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     DSTATE: tl.constexpr,
@@ -201,15 +223,16 @@ def _selective_scan_fwd_kernel(
                 b_dt = _softplus(b_dt)
             b_dtu = b_dt * b_u
             b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
-            p_Bt = B_ptr + t * stride_Bl  # scalar pointers to (state 0, t)
-            p_Ct = C_ptr + t * stride_Cl
+            # B_t and C_t: DSTATE scalars each, the same for every channel.
+            b_B = _load_states(B_ptr + t * stride_Bl, stride_Bn, DSTATE, PACKED_BC)
+            if not LAST_ONLY:
+                b_C = _load_states(C_ptr + t * stride_Cl, stride_Cn, DSTATE, PACKED_BC)
             b_h_next = ()
             for n in tl.static_range(DSTATE):
-                b_Bn = tl.load(p_Bt + n * stride_Bn).to(tl.float32)  # scalar, the same for every channel
-                b_hn = _exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_Bn
+                b_hn = _exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_B[n]
                 b_h_next += (b_hn,)
                 if not LAST_ONLY:
-                    b_y += b_hn * tl.load(p_Ct + n * stride_Cn).to(tl.float32)
+                    b_y += b_hn * b_C[n]
             b_h = b_h_next
             if not LAST_ONLY:
                 b_y = _readout(b_y, b_u, b_D, z_ptr + p_row + t, m_d, HAS_D, HAS_Z)
@@ -475,6 +498,17 @@ def _needs_int64_offsets(dim: int, seqlen: int, dstate: int) -> bool:
     return reach >= 2**31
 
 
+def _packed_bc(B: torch.Tensor, C: torch.Tensor) -> bool:
+    """Whether the forward can read B and C four bf16 values per 64-bit load: a step's N values
+    adjacent (N a multiple of 4) and every row of them 8-byte aligned."""
+    def packed(t: torch.Tensor) -> bool:
+        stride_b, stride_g, stride_n, stride_l = _bc_strides(t)
+        return (t.dtype == torch.bfloat16 and stride_n == 1 and t.shape[-2] % 4 == 0 and t.data_ptr() % 8 == 0
+                and stride_b % 4 == 0 and stride_g % 4 == 0 and stride_l % 4 == 0)
+
+    return packed(B) and packed(C)
+
+
 def _block_d(cap: int, dim: int, groups: int) -> int:
     """Channels per program: a block must not straddle two B/C groups, so with groups it divides
     ``dim // groups`` (the largest power of two that does, up to ``cap``)."""
@@ -521,8 +555,8 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
-        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate), CHUNK_T=CHUNK,
-        BLOCK_D=block_d, DSTATE=dstate, num_warps=_fwd_warps(block_d),
+        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate), PACKED_BC=_packed_bc(B, C),
+        CHUNK_T=CHUNK, BLOCK_D=block_d, DSTATE=dstate, num_warps=_fwd_warps(block_d),
     )
     return out, last_state, ckpt
 
@@ -871,7 +905,8 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel,
                 pointers=pointers, ints={**fwd_ints, **bc_ints},
-                constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d, DSTATE=dstate),
+                constexprs=dict(flags, **variant, STORE_LAST_STATE=False, PACKED_BC=dtype == "bf16",
+                                BLOCK_D=fwd_block_d, DSTATE=dstate),
                 num_warps=_fwd_warps(fwd_block_d), costs=fwd_costs))
             specs.append(jit_spec(
                 f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,

@@ -99,6 +99,7 @@ CASES = [
     pytest.param(2, 24, 40, 5, 3, torch.float32, True, True, True, True, id="L40-grouped"),
     pytest.param(1, 20, 7, 16, 0, torch.float32, False, False, False, False, id="L7-plain"),
     pytest.param(1, 6, 5, 3, 2, torch.float32, True, True, True, True, id="grouped-odd-heads"),
+    pytest.param(1, 20, 9, 6, 0, torch.bfloat16, True, True, True, True, id="L9-N6-bf16-unpacked-BC"),
 ]
 
 
@@ -156,6 +157,24 @@ def test_int64_offset_path_matches_float64_oracle(lengths, last_only, seeded, de
     with backend.use("triton"):
         check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded, lengths=lengths,
                              last_only=last_only)
+
+
+def _bc_as_forward_reads(dtype, dstate, length=5, offset=0):
+    """B laid out (batch, L, N) and seen as (batch, N, L), starting ``offset`` elements in."""
+    flat = torch.randn(2 * length * dstate + offset).to(dtype)
+    return flat[offset:].view(2, length, dstate).transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype, dstate, offset, expected", [
+    (torch.bfloat16, 16, 0, True),  # four values per 64-bit load
+    (torch.bfloat16, 6, 0, False),  # N not a multiple of 4: rows not 8-byte aligned
+    (torch.bfloat16, 16, 2, False),  # the first row starts 4 bytes into an 8-byte word
+    (torch.float16, 16, 0, False),  # a half is not the high half of an fp32
+    (torch.float32, 16, 0, False),
+])
+def test_forward_packs_bf16_B_and_C_loads_only_where_aligned(dtype, dstate, offset, expected):
+    bc = _bc_as_forward_reads(dtype, dstate, offset=offset)
+    assert scan_ops._packed_bc(bc, bc) is expected
 
 
 @pytest.mark.parametrize("dim, seqlen, dstate, expected", [
