@@ -367,6 +367,8 @@ def _selective_scan_bwd_kernel(
     else:
         n_steps = seqlen
     o_nl = o_n * seqlen  # [BN] offset of (n, 0) in dB and dC
+    if INT64_OFFSETS:
+        o_nl = o_n.to(tl.int64) * seqlen
     p_Bn = B_ptr + o_n * stride_Bn  # [BN] pointers to (n, 0)
     p_Cn = C_ptr + o_n * stride_Cn
     for i_blk in range(0, n_dblocks):
