@@ -68,6 +68,9 @@ FWD_BLOCK_D = 128
 # per thread 75% higher, 64 spill).
 BWD_BLOCK_D = 32
 BWD_NUM_WARPS = 1
+# The backward forms the decay's gradient from sums over windows of this many steps (see the kernel):
+# its fp32 rounding grows with the window (dA: ~6e-7 at 8 steps, ~3e-6 at a whole 32-step chunk).
+BWD_WINDOW = 8
 
 
 @triton.jit
@@ -295,9 +298,9 @@ def _bwd_step_inputs(u_ptr, delta_ptr, z_ptr, dout_ptr, o_dt, m_d, b_bias, b_dou
 def _selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     dout_ptr, dlast_ptr, ckpt_ptr,
-    du_ptr, ddelta_ptr, dz_ptr, phi_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, scratch_ptr,
     dA_part_ptr, dB_ptr, dC_ptr, dD_part_ptr, dbias_part_ptr,
-    dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks,
+    dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks, scratch_size,
     stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
@@ -308,27 +311,29 @@ def _selective_scan_bwd_kernel(
     LAST_ONLY: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
     CHUNK_T: tl.constexpr,
+    WINDOW_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     # One program per (batch element, group of B/C) walks the group's n_dblocks channel blocks one
     # after the other, so it alone sums dB and dC over the group's channels (no partials). A block is
     # a [BD, BN] tile of (channel, state) chains; its chunks of CHUNK_T steps, last to first, are each
-    # walked twice from the forward's checkpoint, without storing any state:
+    # walked twice from the forward's checkpoint, keeping no per-step state:
     #   forward, t = t0 .. t1-1: h_t = a_t h_{t-1} + x_t (a_t = exp(delta_t A), x_t = delta_t u_t B_t),
     #     with everything that needs h: dC, dz, and the h side of dA and d delta;
     #   reverse, t = t1-1 .. t0: dh_t = C_t dy_t + e_{t+1}, e_t = a_t dh_t, with everything that needs
     #     dh: dB, du, d delta and the dh side of dA.
-    # The decay's gradient g_t = dL/d(delta_t A) = e_t h_{t-1} needs both at the same t; it is also
-    # (the adjoint identity, per chain and chunk) g_k = sum_{t1>t>=k} (c_t h_t - dh_t x_t) + e_t1 h_{t1-1},
-    # c_t = C_t dy_t, e_t1 the adjoint from the later chunk (the last state's gradient at the end).
-    # So the chunk's share of dA, sum_k delta_k g_k = sum_t Delta_t (c_t h_t - dh_t x_t) + Delta_t1
-    # e_t1 h_{t1-1} (Delta_t: delta summed from t0 to t), splits over the two passes, and so does
-    # sum_n A g_k, a suffix sum of phi_t - psi_t: phi_t = sum_n A c_t h_t (forward pass, kept per
-    # step in the fp32 scratch ``phi``), psi_t = sum_n A dh_t x_t (reverse pass). Two exp2 per
-    # element, no state history. The two sides are larger than their difference (up to about
-    # CHUNK_T / 2 times for dA), so dA has a relative error of about 1e-5 in fp32 where a direct
-    # e_t h_{t-1} has 1e-7; restarting at each checkpoint keeps it from growing with L.
+    # The decay's gradient g_k = dL/d(delta_k A) = e_k h_{k-1} needs both at the same step; by the
+    # adjoint identity (per chain, over any window [w0, w1) of steps) it is also
+    #   g_k = sum_{w1 > t >= k} (c_t h_t - dh_t x_t) + e_w1 h_{w1-1},   c_t = C_t dy_t,
+    # e_w1 the adjoint entering from the later window. So the window's share of dA,
+    # sum_k delta_k g_k = sum_t Delta_t (c_t h_t - dh_t x_t) + Delta_{w1-1} e_w1 h_{w1-1} (Delta_t: delta
+    # summed from w0 to t), splits over the two passes, and so does sum_n A g_k, a suffix sum of
+    # phi_t - psi_t: phi_t = sum_n A c_t h_t (forward pass), psi_t = sum_n A dh_t x_t (reverse pass).
+    # The forward pass leaves phi, and each window's delta sum and last state, in a per-program
+    # scratch. Two exp2 per element. The two sides are larger than their difference (up to about
+    # WINDOW_T / 2 times), which costs dA and d delta some fp32 rounding (dA ~6e-7 relative at 8-step
+    # windows where the direct e_k h_{k-1} has 2e-7), bounded by the window, not by L.
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
     i_b64 = i_b.to(tl.int64)
@@ -345,9 +350,14 @@ def _selective_scan_bwd_kernel(
         dout_ptr += p_bdl
     du_ptr += p_bdl
     ddelta_ptr += p_bdl
-    # This program's [BD, CHUNK_T] phi scratch, reused by every block and chunk (it stays in cache).
-    phi_ptr += (i_b64 * groups + i_g) * BLOCK_D * CHUNK_T
-    o_phi = tl.arange(0, BLOCK_D) * CHUNK_T  # [BD] offset of (d, 0) in it
+    # This program's scratch, rewritten for every chunk of every block (so it stays in cache): phi
+    # [BD, CHUNK_T], then per window its delta sum [BD] and its last state [BD, BN].
+    scratch_ptr += (i_b64 * groups + i_g) * scratch_size
+    o_phi = tl.arange(0, BLOCK_D) * CHUNK_T  # [BD] offset of (d, 0) in phi
+    o_win = tl.arange(0, BLOCK_D)  # [BD] offset of d in a window's delta sum
+    o_win_dn = o_win[:, None] * BLOCK_N + o_n[None, :]  # [BD, BN] offset of (d, n) in its state
+    p_win_cum = scratch_ptr + BLOCK_D * CHUNK_T  # window i's delta sum at + i * BLOCK_D
+    p_win_h = p_win_cum + (CHUNK_T // WINDOW_T) * BLOCK_D  # window i's state at + i * BLOCK_D * BLOCK_N
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
@@ -404,71 +414,80 @@ def _selective_scan_bwd_kernel(
             i_c = n_chunks - 1 - i_rev
             t0 = i_c * CHUNK_T
             t1 = tl.minimum(t0 + CHUNK_T, n_steps)
+            n_windows = tl.cdiv(t1 - t0, WINDOW_T)
             if INT64_OFFSETS:
                 i_c = tl.cast(i_c, tl.int64)
             # Forward: h from the checkpoint (zero for the first chunk), dC, dz, the h side of dA and
-            # phi (in A log2(e) units).
+            # phi (in A log2(e) units); each window's last state and delta sum go to the scratch.
             m_h0 = tl.where(i_c > 0, m_dn, False)  # (the interpreter cannot AND a scalar into a block)
             b_h = tl.load(ckpt_ptr + (i_c - 1) * dim * dstate + o_dn, mask=m_h0, other=0.0)
-            b_cum = tl.zeros([BLOCK_D], dtype=tl.float32)  # Delta_t
-            for t in range(t0, t1):
-                if INT64_OFFSETS:
-                    t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
-                b_u, b_dt, _, b_dout, b_z, b_sig, b_dy = _bwd_step_inputs(
-                    u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last, t == n_steps - 1,
-                    HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
-                b_cum += b_dt
-                b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-                b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
-                b_h = _exp2(b_dt[:, None] * b_A2) * b_h + (b_dt * b_u)[:, None] * b_Bt[None, :]
-                b_ch = b_h * b_Ct[None, :]  # [BD, BN] C_t h_t
-                b_dA += b_ch * (b_dy * b_cum)[:, None]
-                tl.store(phi_ptr + o_phi + (t - t0), b_dy * tl.sum(b_ch * b_A2, axis=1), mask=m_d)
-                b_dC = tl.sum(b_h * b_dy[:, None], axis=0)  # [BN] this block's share of the channel sum
-                b_dC += tl.load(dC_ptr + o_nl + t, mask=m_acc, other=0.0)
-                tl.store(dC_ptr + o_nl + t, b_dC, mask=m_n)
-                if HAS_Z:
-                    b_y = tl.sum(b_ch, axis=1) + b_D * b_u
-                    b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
-                    tl.store(dz_ptr + p_row + t, b_dz.to(dz_ptr.dtype.element_ty), mask=m_d)
-            # The adjoint from the later chunk closes every suffix sum of this one.
-            b_dA += b_e * b_h * b_cum[:, None]
-            b_Ag = tl.sum(b_e * b_h * b_A2, axis=1)  # sum_n A g_t (A log2(e) units)
-            # The reverse pass reads phi as stored by any thread.
+            for i_w in range(0, n_windows):
+                b_cum = tl.zeros([BLOCK_D], dtype=tl.float32)  # Delta_t, from the window's first step
+                for t in range(t0 + i_w * WINDOW_T, tl.minimum(t0 + (i_w + 1) * WINDOW_T, t1)):
+                    if INT64_OFFSETS:
+                        t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
+                    b_u, b_dt, _, b_dout, b_z, b_sig, b_dy = _bwd_step_inputs(
+                        u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last,
+                        t == n_steps - 1, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
+                    b_cum += b_dt
+                    b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                    b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                    b_h = _exp2(b_dt[:, None] * b_A2) * b_h + (b_dt * b_u)[:, None] * b_Bt[None, :]
+                    b_ch = b_h * b_Ct[None, :]  # [BD, BN] C_t h_t
+                    b_dA += b_ch * (b_dy * b_cum)[:, None]
+                    tl.store(scratch_ptr + o_phi + (t - t0), b_dy * tl.sum(b_ch * b_A2, axis=1), mask=m_d)
+                    b_dC = tl.sum(b_h * b_dy[:, None], axis=0)  # [BN] this block's share of the channel sum
+                    b_dC += tl.load(dC_ptr + o_nl + t, mask=m_acc, other=0.0)
+                    tl.store(dC_ptr + o_nl + t, b_dC, mask=m_n)
+                    if HAS_Z:
+                        b_y = tl.sum(b_ch, axis=1) + b_D * b_u
+                        b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
+                        tl.store(dz_ptr + p_row + t, b_dz.to(dz_ptr.dtype.element_ty), mask=m_d)
+                tl.store(p_win_cum + i_w * BLOCK_D + o_win, b_cum)
+                tl.store(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn, b_h)
+            # The reverse pass reads the scratch as stored by any thread.
             tl.debug_barrier()
 
-            # Reverse: dh, dB, du, d delta and the dh side of dA.
-            for i_t in range(0, t1 - t0):
-                t = t1 - 1 - i_t
-                if INT64_OFFSETS:
-                    t = tl.cast(t, tl.int64)
-                b_u, b_dt, b_dsoftplus, _, _, _, b_dy = _bwd_step_inputs(
-                    u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last, t == n_steps - 1,
-                    HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
-                b_dtu = b_dt * b_u
-                b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-                b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
-                b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
-                b_dhB = b_dh * b_Bt[None, :]  # dh_t x_t / (delta_t u_t)
-                b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
-                b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
-                b_Ag += tl.load(phi_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
-                b_dA -= b_dhB * (b_dtu * b_cum)[:, None]
-                b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
-                b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
-                tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
-                b_e = _exp2(b_dt[:, None] * b_A2) * b_dh
-                b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
-                b_du = b_dt * b_dhBu
-                if HAS_D:
-                    b_du += b_D * b_dy
-                    b_dD += b_dy * b_u
-                b_ddt *= b_dsoftplus
-                b_dbias += b_ddt
-                tl.store(du_ptr + p_row + t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
-                tl.store(ddelta_ptr + p_row + t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
-                b_cum -= b_dt
-            # The next chunk's forward pass rewrites phi.
+            # Reverse: dh, dB, du, d delta and the dh side of dA, window by window.
+            for i_wr in range(0, n_windows):
+                i_w = n_windows - 1 - i_wr
+                w0 = t0 + i_w * WINDOW_T
+                # The adjoint from the later window closes every suffix sum of this one.
+                b_cum = tl.load(p_win_cum + i_w * BLOCK_D + o_win)
+                b_h = tl.load(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn)
+                b_dA += b_e * b_h * b_cum[:, None]
+                b_Ag = tl.sum(b_e * b_h * b_A2, axis=1)  # sum_n A g_t (A log2(e) units)
+                for i_t in range(0, tl.minimum(w0 + WINDOW_T, t1) - w0):
+                    t = tl.minimum(w0 + WINDOW_T, t1) - 1 - i_t
+                    if INT64_OFFSETS:
+                        t = tl.cast(t, tl.int64)
+                    b_u, b_dt, b_dsoftplus, _, _, _, b_dy = _bwd_step_inputs(
+                        u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last,
+                        t == n_steps - 1, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
+                    b_dtu = b_dt * b_u
+                    b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                    b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                    b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
+                    b_dhB = b_dh * b_Bt[None, :]  # dh_t x_t / (delta_t u_t)
+                    b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
+                    b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
+                    b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
+                    b_dA -= b_dhB * (b_dtu * b_cum)[:, None]
+                    b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
+                    b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
+                    tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
+                    b_e = _exp2(b_dt[:, None] * b_A2) * b_dh
+                    b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
+                    b_du = b_dt * b_dhBu
+                    if HAS_D:
+                        b_du += b_D * b_dy
+                        b_dD += b_dy * b_u
+                    b_ddt *= b_dsoftplus
+                    b_dbias += b_ddt
+                    tl.store(du_ptr + p_row + t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
+                    tl.store(ddelta_ptr + p_row + t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
+                    b_cum -= b_dt
+            # The next chunk's forward pass rewrites the scratch.
             tl.debug_barrier()
 
         tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
@@ -563,6 +582,12 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
     return out, last_state, ckpt
 
 
+def _bwd_scratch_elements(block_d: int, dstate: int) -> int:
+    """fp32 elements of one backward program's scratch: phi for a chunk, and per window of the
+    chunk its delta sum and last state."""
+    return block_d * (CHUNK + (CHUNK // BWD_WINDOW) * (1 + triton.next_power_of_2(dstate)))
+
+
 def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus, *, lengths=None,
                 last_only=False):
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
@@ -573,8 +598,9 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
     du, ddelta = per_step(u.shape, dtype=u.dtype, device=u.device), per_step(delta.shape, dtype=delta.dtype,
                                                                               device=u.device)
     dz = per_step(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
-    # phi_t of the kernel's forward pass for its reverse pass: one [block, chunk] scratch per program.
-    phi = torch.empty(groups * batch, block_d, CHUNK, **f32)
+    # What the kernel's forward pass leaves for its reverse pass: one chunk's worth per program.
+    scratch = torch.empty(groups * batch, _bwd_scratch_elements(block_d, dstate), **f32)
+    scratch_size = scratch.shape[1]
     dA_part = torch.empty(batch, dim, dstate, **f32)
     # dB and dC summed over each group's channels by its program, in fp32.
     dB = per_step(batch, groups, dstate, seqlen, **f32)
@@ -586,14 +612,15 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
-        du, ddelta, dz, phi, dA_part, dB, dC, dD_part, dbias_part,
+        du, ddelta, dz, scratch, dA_part, dB, dC, dD_part, dbias_part,
         dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], triton.cdiv(dim // groups, block_d),
+        scratch_size,
         *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
         INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate),
-        CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
+        CHUNK_T=CHUNK, WINDOW_T=BWD_WINDOW, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
         num_warps=BWD_NUM_WARPS,
     )
     # Deterministic reductions of the fp32 partials over the batch: dA, dD, d delta_bias.
@@ -860,15 +887,16 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
     fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=3 * seq + out + 2 * bc + params,
                      extra_bytes=ckpt, exp_count=exps, loop_trips=(n_chunks, seqlen))
     # Backward loops: one program per batch element walks the channel blocks (no loop for a single
-    # block: the JIT specialises it away), in each the chunks (last to first), in each the steps
-    # forward, then in reverse. It reads the checkpoints; its phi scratch, one [block, chunk] tile per
-    # program rewritten for each chunk, is written to memory once at most.
-    bwd_steps = bwd_blocks * seqlen
+    # block: the JIT specialises it away), in each the chunks (last to first), in each its windows
+    # and their steps forward, then in reverse. It reads the checkpoints; its scratch, rewritten for
+    # each chunk, is written to memory once at most.
+    bwd_steps, bwd_windows = bwd_blocks * seqlen, bwd_blocks * triton.cdiv(seqlen, BWD_WINDOW)
     block_loop = (bwd_blocks,) if bwd_blocks > 1 else ()
-    phi = tensor_bytes("fp32", batch, bwd_block_d, CHUNK)
+    scratch = tensor_bytes("fp32", batch, _bwd_scratch_elements(bwd_block_d, dstate))
     bwd = LaunchCost(shape, programs=batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
-                     extra_bytes=ckpt + partials + phi, exp_count=exps,
-                     loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_steps, bwd_steps))
+                     extra_bytes=ckpt + partials + scratch, exp_count=exps,
+                     loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_windows, bwd_steps, bwd_windows,
+                                 bwd_steps))
     return fwd, bwd
 
 
@@ -880,7 +908,8 @@ def compile_specs() -> list[KernelSpec]:
     fwd_block_d = _block_d(FWD_BLOCK_D, dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
     ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "groups": 1,
-            "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
+            "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d),
+            "scratch_size": _bwd_scratch_elements(bwd_block_d, dstate)}
     # B and C as the forward reads them: (batch, L, N) transposed to (batch, N, L), as nn.Mamba's
     # x_proj makes them (other layouts are copied to it first).
     bc_ints = dict(zip(("stride_Bb", "stride_Bg", "stride_Bn", "stride_Bl", "stride_Cb", "stride_Cg",
@@ -895,7 +924,7 @@ def compile_specs() -> list[KernelSpec]:
               "dz_ptr")
         pointers = {name: dtype if name in io else "fp32" for name in (
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
-            "phi_ptr", "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
+            "scratch_ptr", "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
         pointers["lengths_ptr"] = "i64"
         fwd_ints = {k: v for k, v in ints.items() if k != "groups"}
         fwd_ints["n_dblocks"] = triton.cdiv(dim, fwd_block_d)
@@ -913,7 +942,7 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
                 ints={**ints, **bc_ints},
-                constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d,
+                constexprs=dict(flags, **variant, HAS_DLAST=False, WINDOW_T=BWD_WINDOW, BLOCK_D=bwd_block_d,
                                 BLOCK_N=triton.next_power_of_2(dstate)),
                 num_warps=BWD_NUM_WARPS, costs=bwd_costs))
     return specs

@@ -141,9 +141,10 @@ def test_backward_sums_dB_and_dC_over_several_channel_blocks(dim, groups, length
 
 
 def test_backward_error_does_not_grow_with_the_sequence_length(seeded, device):
-    # The backward forms the decay's gradient as a difference of two suffix sums, each up to about
-    # CHUNK / 2 times larger than it; restarting at every checkpoint keeps that ratio, and so dA's
-    # rounding, bounded however long the row (without the restarts dA's error at L = 200 was 5e-5).
+    # The backward forms the decay's gradient as a difference of two sums, each up to about
+    # BWD_WINDOW / 2 times larger than it; restarting them at every window keeps that ratio, and so
+    # dA's rounding, bounded however long the row (summed over the whole row, dA's error at L = 200
+    # was 5e-5; per 32-step chunk 4e-6, per 8-step window 1e-6).
     ins = make_inputs(1, 8, 300, 16, torch.float32, gen=seeded, device=device)
     with backend.use("triton"):
         check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded)
