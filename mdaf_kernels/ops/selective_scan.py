@@ -24,7 +24,8 @@ gradient of the decay, ``exp(delta_t A) dh_t h_{t-1}``, is formed from suffix su
 share (see the kernel). The program sums dB and dC over its channels itself (each block adds its
 share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD, d delta_bias) are
 written as fp32 partials per program and reduced afterwards in torch: deterministic, no atomics.
-With ``LAST_ONLY`` the output gradient enters the adjoint once, at the row's last step.
+With ``LAST_ONLY`` the output gradient enters the adjoint once, at the row's last step, and the
+forward pass only recomputes the state (the output side is taken at that one step).
 
 CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.selective_scan``, numba) when numba is
 installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
@@ -266,32 +267,50 @@ def _selective_scan_fwd_kernel(
 
 
 @triton.jit
-def _bwd_step_inputs(u_ptr, delta_ptr, z_ptr, dout_ptr, o_dt, m_d, b_bias, b_dout_last, is_last,
-                     HAS_Z: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr,
-                     LAST_ONLY: tl.constexpr):
-    """[BD] inputs of one backward step: u, the effective delta (after bias and softplus), the
-    derivative of the softplus (1 without), dout, z, sigmoid(z) and dy = dout * silu(z), the gradient
-    of the readout C . h + D u. With LAST_ONLY dout is the row's one output gradient at its last step."""
-    b_u = tl.load(u_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
-    b_dt = tl.load(delta_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+def _step_delta(delta_ptrs, m_d, b_bias, HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr):
+    """[BD] effective delta of one step (after bias and softplus) and the softplus' derivative (1
+    without)."""
+    b_dt = tl.load(delta_ptrs, mask=m_d, other=0.0).to(tl.float32)
     if HAS_DELTA_BIAS:
         b_dt += b_bias
     b_dsoftplus = tl.full(b_dt.shape, 1.0, tl.float32)
     if DELTA_SOFTPLUS:
         b_dsoftplus = _sigmoid(b_dt)
         b_dt = _softplus(b_dt)
-    if LAST_ONLY:
-        b_dout = tl.where(is_last, b_dout_last, 0.0)
-    else:
-        b_dout = tl.load(dout_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+    return b_dt, b_dsoftplus
+
+
+@triton.jit
+def _step_dy(b_dout, z_ptrs, m_d, HAS_Z: tl.constexpr):
+    """[BD] z, sigmoid(z) and dy = dout * silu(z), the gradient of one step's readout C . h + D u."""
     b_dy = b_dout
     b_z = b_dout  # unused without z
     b_sig = b_dout
     if HAS_Z:
-        b_z = tl.load(z_ptr + o_dt, mask=m_d, other=0.0).to(tl.float32)
+        b_z = tl.load(z_ptrs, mask=m_d, other=0.0).to(tl.float32)
         b_sig = _sigmoid(b_z)
         b_dy = b_dout * b_z * b_sig
-    return b_u, b_dt, b_dsoftplus, b_dout, b_z, b_sig, b_dy
+    return b_z, b_sig, b_dy
+
+
+@triton.jit
+def _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum):
+    """What one step's readout gives the backward from its state h_t: [BD, BN] its share of dA
+    (Delta_t dy_t C_t h_t), [BD] phi_t (sum_n A C_t h_t dy_t, A in log2(e) units), [BN] this block's
+    share of dC_t and [BD] C_t . h_t."""
+    b_ch = b_h * b_Ct[None, :]  # [BD, BN]
+    return (b_ch * (b_dy * b_cum)[:, None], b_dy * tl.sum(b_ch * b_A2, axis=1),
+            tl.sum(b_h * b_dy[:, None], axis=0), tl.sum(b_ch, axis=1))
+
+
+@triton.jit
+def _store_dC_dz(dC_ptrs, b_dC, m_acc, m_n, dz_ptrs, b_dout, b_y, b_z, b_sig, m_d, HAS_Z: tl.constexpr):
+    """Store one step's dC (plus the earlier channel blocks' sums) and dz (``b_y`` = C . h + D u)."""
+    b_dC += tl.load(dC_ptrs, mask=m_acc, other=0.0)
+    tl.store(dC_ptrs, b_dC, mask=m_n)
+    if HAS_Z:
+        b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
+        tl.store(dz_ptrs, b_dz.to(dz_ptrs.dtype.element_ty), mask=m_d)
 
 
 @triton.jit
@@ -398,9 +417,19 @@ def _selective_scan_bwd_kernel(
         b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
         if HAS_DELTA_BIAS:
             b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-        b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)
         if LAST_ONLY:
+            # The output was read at the row's last step only: its gradient enters there, once.
+            t_last = n_steps - 1
+            if INT64_OFFSETS:
+                t_last = tl.cast(t_last, tl.int64)
+            m_last = tl.where(t_last >= 0, m_d, False)  # [BD] (none for an empty row)
+            o_last = p_row + t_last
             b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+            b_u_last = tl.load(u_ptr + o_last, mask=m_last, other=0.0).to(tl.float32)
+            b_z_last, b_sig_last, b_dy_last = _step_dy(b_dout_last, z_ptr + o_last, m_last, HAS_Z)
+            m_n_last = tl.where(t_last >= 0, m_n, False)  # [BN]
+            b_C_last = tl.load(p_Cn + t_last * stride_Cl, mask=m_n_last, other=0.0).to(tl.float32)
+            b_phi_last = tl.zeros([BLOCK_D], dtype=tl.float32)
 
         # The adjoint entering the last step of the chunk walked next (the last state's gradient first).
         b_e = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
@@ -426,27 +455,34 @@ def _selective_scan_bwd_kernel(
                 for t in range(t0 + i_w * WINDOW_T, tl.minimum(t0 + (i_w + 1) * WINDOW_T, t1)):
                     if INT64_OFFSETS:
                         t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
-                    b_u, b_dt, _, b_dout, b_z, b_sig, b_dy = _bwd_step_inputs(
-                        u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last,
-                        t == n_steps - 1, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
+                    o_t = p_row + t  # [BD] (one offset for every (d, t) array: no hoisted pointer blocks)
+                    b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+                    b_dt, _ = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
+                    if not LAST_ONLY:
+                        b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
+                        b_z, b_sig, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
                     b_cum += b_dt
                     b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-                    b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                    if not LAST_ONLY:
+                        b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
                     b_h = _exp2(b_dt[:, None] * b_A2) * b_h + (b_dt * b_u)[:, None] * b_Bt[None, :]
-                    b_ch = b_h * b_Ct[None, :]  # [BD, BN] C_t h_t
-                    b_dA += b_ch * (b_dy * b_cum)[:, None]
-                    tl.store(scratch_ptr + o_phi + (t - t0), b_dy * tl.sum(b_ch * b_A2, axis=1), mask=m_d)
-                    b_dC = tl.sum(b_h * b_dy[:, None], axis=0)  # [BN] this block's share of the channel sum
-                    b_dC += tl.load(dC_ptr + o_nl + t, mask=m_acc, other=0.0)
-                    tl.store(dC_ptr + o_nl + t, b_dC, mask=m_n)
-                    if HAS_Z:
-                        b_y = tl.sum(b_ch, axis=1) + b_D * b_u
-                        b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
-                        tl.store(dz_ptr + p_row + t, b_dz.to(dz_ptr.dtype.element_ty), mask=m_d)
+                    if not LAST_ONLY:
+                        b_dA_t, b_phi, b_dC, b_ch = _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum)
+                        b_dA += b_dA_t
+                        tl.store(scratch_ptr + o_phi + (t - t0), b_phi, mask=m_d)
+                        _store_dC_dz(dC_ptr + o_nl + t, b_dC, m_acc, m_n, dz_ptr + o_t, b_dout,
+                                     b_ch + b_D * b_u, b_z, b_sig, m_d, HAS_Z)
                 tl.store(p_win_cum + i_w * BLOCK_D + o_win, b_cum)
                 tl.store(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn, b_h)
             # The reverse pass reads the scratch as stored by any thread.
             tl.debug_barrier()
+            if LAST_ONLY:
+                if i_rev == 0:  # the chunk holding the row's last step: its one readout
+                    b_cum = tl.load(p_win_cum + (n_windows - 1) * BLOCK_D + o_win)
+                    b_dA_t, b_phi_last, b_dC, b_ch = _readout_grads(b_h, b_C_last, b_A2, b_dy_last, b_cum)
+                    b_dA += b_dA_t
+                    _store_dC_dz(dC_ptr + o_nl + t_last, b_dC, m_acc, m_n, dz_ptr + o_last,
+                                 b_dout_last, b_ch + b_D * b_u_last, b_z_last, b_sig_last, m_d, HAS_Z)
 
             # Reverse: dh, dB, du, d delta and the dh side of dA, window by window.
             for i_wr in range(0, n_windows):
@@ -457,21 +493,37 @@ def _selective_scan_bwd_kernel(
                 b_h = tl.load(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn)
                 b_dA += b_e * b_h * b_cum[:, None]
                 b_Ag = tl.sum(b_e * b_h * b_A2, axis=1)  # sum_n A g_t (A log2(e) units)
+                if LAST_ONLY:
+                    if (i_rev == 0) & (i_wr == 0):  # the adjoint's one injection, at the last step
+                        b_e += b_dy_last[:, None] * b_C_last[None, :]
                 for i_t in range(0, tl.minimum(w0 + WINDOW_T, t1) - w0):
                     t = tl.minimum(w0 + WINDOW_T, t1) - 1 - i_t
                     if INT64_OFFSETS:
                         t = tl.cast(t, tl.int64)
-                    b_u, b_dt, b_dsoftplus, _, _, _, b_dy = _bwd_step_inputs(
-                        u_ptr, delta_ptr, z_ptr, dout_ptr, p_row + t, m_d, b_bias, b_dout_last,
-                        t == n_steps - 1, HAS_Z, HAS_DELTA_BIAS, DELTA_SOFTPLUS, LAST_ONLY)
+                    o_t = p_row + t
+                    b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+                    if LAST_ONLY:
+                        b_dy = tl.where(t == t_last, b_dy_last, 0.0)
+                    else:
+                        b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
+                        _, _, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
+                    b_dt, b_dsoftplus = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS,
+                                                    DELTA_SOFTPLUS)
                     b_dtu = b_dt * b_u
                     b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-                    b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
-                    b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
+                    if LAST_ONLY:
+                        b_dh = b_e  # [BD, BN] (C_t dy_t is in already)
+                    else:
+                        b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                        b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
                     b_dhB = b_dh * b_Bt[None, :]  # dh_t x_t / (delta_t u_t)
                     b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
                     b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
-                    b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
+                    if LAST_ONLY:
+                        b_phi = tl.where(t == t_last, b_phi_last, 0.0)
+                    else:
+                        b_phi = tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0)
+                    b_Ag += b_phi - b_psi
                     b_dA -= b_dhB * (b_dtu * b_cum)[:, None]
                     b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
                     b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
@@ -484,8 +536,8 @@ def _selective_scan_bwd_kernel(
                         b_dD += b_dy * b_u
                     b_ddt *= b_dsoftplus
                     b_dbias += b_ddt
-                    tl.store(du_ptr + p_row + t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
-                    tl.store(ddelta_ptr + p_row + t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
+                    tl.store(du_ptr + o_t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
+                    tl.store(ddelta_ptr + o_t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
                     b_cum -= b_dt
             # The next chunk's forward pass rewrites the scratch.
             tl.debug_barrier()
@@ -593,18 +645,20 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
     block_d = _block_d(BWD_BLOCK_D, dim, groups)
     f32 = dict(dtype=torch.float32, device=u.device)
-    # The kernel writes each row's steps only; the gradients at padded steps are 0.
+    # The kernel writes each row's steps only; the gradients at padded steps are 0. With last_only it
+    # writes dz and dC at the row's last step only; they are 0 elsewhere.
     per_step = torch.empty if lengths is None else torch.zeros
+    read_out = torch.zeros if last_only else per_step
     du, ddelta = per_step(u.shape, dtype=u.dtype, device=u.device), per_step(delta.shape, dtype=delta.dtype,
                                                                               device=u.device)
-    dz = per_step(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
+    dz = read_out(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
     # What the kernel's forward pass leaves for its reverse pass: one chunk's worth per program.
     scratch = torch.empty(groups * batch, _bwd_scratch_elements(block_d, dstate), **f32)
     scratch_size = scratch.shape[1]
     dA_part = torch.empty(batch, dim, dstate, **f32)
     # dB and dC summed over each group's channels by its program, in fp32.
     dB = per_step(batch, groups, dstate, seqlen, **f32)
-    dC = per_step(batch, groups, dstate, seqlen, **f32)
+    dC = read_out(batch, groups, dstate, seqlen, **f32)
     dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
     dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
     _selective_scan_bwd_kernel[(groups * batch,)](
