@@ -345,14 +345,17 @@ def _selective_scan_bwd_kernel(
     # The decay's gradient g_k = dL/d(delta_k A) = e_k h_{k-1} needs both at the same step; by the
     # adjoint identity (per chain, over any window [w0, w1) of steps) it is also
     #   g_k = sum_{w1 > t >= k} (c_t h_t - dh_t x_t) + e_w1 h_{w1-1},   c_t = C_t dy_t,
-    # e_w1 the adjoint entering from the later window. So the window's share of dA,
-    # sum_k delta_k g_k = sum_t Delta_t (c_t h_t - dh_t x_t) + Delta_{w1-1} e_w1 h_{w1-1} (Delta_t: delta
-    # summed from w0 to t), splits over the two passes, and so does sum_n A g_k, a suffix sum of
-    # phi_t - psi_t: phi_t = sum_n A c_t h_t (forward pass), psi_t = sum_n A dh_t x_t (reverse pass).
-    # The forward pass leaves phi, and each window's delta sum and last state, in a per-program
-    # scratch. Two exp2 per element. The two sides are larger than their difference (up to about
-    # WINDOW_T / 2 times), which costs dA and d delta some fp32 rounding (dA ~6e-7 relative at 8-step
-    # windows where the direct e_k h_{k-1} has 2e-7), bounded by the window, not by L.
+    # e_w1 the adjoint entering from the later window. So the window's share of dA, sum_k delta_k g_k,
+    # is delta_w0 g_w0 (taken directly: e_w0 times the state entering the window, exactly 0 from a zero
+    # state) plus sum_t Delta_t (c_t h_t - dh_t x_t) + Delta_{w1-1} e_w1 h_{w1-1}, Delta_t the sum of
+    # delta over (w0, t]: the forward pass adds the c h terms, the reverse pass the others. Likewise
+    # sum_n A g_k is a suffix sum of phi_t - psi_t: phi_t = sum_n A c_t h_t (forward pass),
+    # psi_t = sum_n A dh_t x_t (reverse pass). The forward pass leaves phi, each window's delta sum
+    # and the states between windows in a per-program scratch. Two exp2 per element. The two sides
+    # are larger than their difference (up to about WINDOW_T / 2 times), which costs dA and d delta
+    # some fp32 rounding (dA ~6e-7 relative at 8-step windows where the direct e_k h_{k-1} has 2e-7),
+    # bounded by the window, not by L. With LAST_ONLY the one readout's C dy joins the adjoint
+    # entering the last window, whose closing term then brings in its c h terms.
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
     i_b64 = i_b.to(tl.int64)
@@ -370,13 +373,14 @@ def _selective_scan_bwd_kernel(
     du_ptr += p_bdl
     ddelta_ptr += p_bdl
     # This program's scratch, rewritten for every chunk of every block (so it stays in cache): phi
-    # [BD, CHUNK_T], then per window its delta sum [BD] and its last state [BD, BN].
+    # [BD, CHUNK_T], per window its delta sum [BD], then the states [BD, BN] entering each window
+    # and leaving the last.
     scratch_ptr += (i_b64 * groups + i_g) * scratch_size
     o_phi = tl.arange(0, BLOCK_D) * CHUNK_T  # [BD] offset of (d, 0) in phi
     o_win = tl.arange(0, BLOCK_D)  # [BD] offset of d in a window's delta sum
     o_win_dn = o_win[:, None] * BLOCK_N + o_n[None, :]  # [BD, BN] offset of (d, n) in its state
     p_win_cum = scratch_ptr + BLOCK_D * CHUNK_T  # window i's delta sum at + i * BLOCK_D
-    p_win_h = p_win_cum + (CHUNK_T // WINDOW_T) * BLOCK_D  # window i's state at + i * BLOCK_D * BLOCK_N
+    p_win_h = p_win_cum + (CHUNK_T // WINDOW_T) * BLOCK_D  # state entering window i: + i * BLOCK_D * BLOCK_N
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
@@ -424,12 +428,8 @@ def _selective_scan_bwd_kernel(
                 t_last = tl.cast(t_last, tl.int64)
             m_last = tl.where(t_last >= 0, m_d, False)  # [BD] (none for an empty row)
             o_last = p_row + t_last
-            b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-            b_u_last = tl.load(u_ptr + o_last, mask=m_last, other=0.0).to(tl.float32)
-            b_z_last, b_sig_last, b_dy_last = _step_dy(b_dout_last, z_ptr + o_last, m_last, HAS_Z)
             m_n_last = tl.where(t_last >= 0, m_n, False)  # [BN]
-            b_C_last = tl.load(p_Cn + t_last * stride_Cl, mask=m_n_last, other=0.0).to(tl.float32)
-            b_phi_last = tl.zeros([BLOCK_D], dtype=tl.float32)
+            b_Ddy_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # D dy at the last step, for du there
 
         # The adjoint entering the last step of the chunk walked next (the last state's gradient first).
         b_e = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
@@ -450,9 +450,11 @@ def _selective_scan_bwd_kernel(
             # phi (in A log2(e) units); each window's last state and delta sum go to the scratch.
             m_h0 = tl.where(i_c > 0, m_dn, False)  # (the interpreter cannot AND a scalar into a block)
             b_h = tl.load(ckpt_ptr + (i_c - 1) * dim * dstate + o_dn, mask=m_h0, other=0.0)
+            tl.store(p_win_h + o_win_dn, b_h)
             for i_w in range(0, n_windows):
-                b_cum = tl.zeros([BLOCK_D], dtype=tl.float32)  # Delta_t, from the window's first step
-                for t in range(t0 + i_w * WINDOW_T, tl.minimum(t0 + (i_w + 1) * WINDOW_T, t1)):
+                w0 = t0 + i_w * WINDOW_T
+                b_cum = tl.zeros([BLOCK_D], dtype=tl.float32)  # Delta_t: delta summed over (w0, t]
+                for t in range(w0, tl.minimum(w0 + WINDOW_T, t1)):
                     if INT64_OFFSETS:
                         t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
                     o_t = p_row + t  # [BD] (one offset for every (d, t) array: no hoisted pointer blocks)
@@ -461,7 +463,7 @@ def _selective_scan_bwd_kernel(
                     if not LAST_ONLY:
                         b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
                         b_z, b_sig, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
-                    b_cum += b_dt
+                    b_cum += tl.where(t > w0, b_dt, 0.0)
                     b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
                     if not LAST_ONLY:
                         b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
@@ -473,16 +475,26 @@ def _selective_scan_bwd_kernel(
                         _store_dC_dz(dC_ptr + o_nl + t, b_dC, m_acc, m_n, dz_ptr + o_t, b_dout,
                                      b_ch + b_D * b_u, b_z, b_sig, m_d, HAS_Z)
                 tl.store(p_win_cum + i_w * BLOCK_D + o_win, b_cum)
-                tl.store(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn, b_h)
+                tl.store(p_win_h + (i_w + 1) * BLOCK_D * BLOCK_N + o_win_dn, b_h)
             # The reverse pass reads the scratch as stored by any thread.
             tl.debug_barrier()
             if LAST_ONLY:
-                if i_rev == 0:  # the chunk holding the row's last step: its one readout
-                    b_cum = tl.load(p_win_cum + (n_windows - 1) * BLOCK_D + o_win)
-                    b_dA_t, b_phi_last, b_dC, b_ch = _readout_grads(b_h, b_C_last, b_A2, b_dy_last, b_cum)
-                    b_dA += b_dA_t
-                    _store_dC_dz(dC_ptr + o_nl + t_last, b_dC, m_acc, m_n, dz_ptr + o_last,
-                                 b_dout_last, b_ch + b_D * b_u_last, b_z_last, b_sig_last, m_d, HAS_Z)
+                if i_rev == 0:
+                    # The chunk holding the row's last step, the one read out: dC and dz there, and the
+                    # adjoint's one injection, C dy, ahead of the reverse pass. Entering with the later
+                    # adjoint, it also brings in the readout's share of dA and phi at that step (the
+                    # last window's closing term: (e + C dy) h).
+                    b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+                    b_z_last, b_sig_last, b_dy_last = _step_dy(b_dout_last, z_ptr + o_last, m_last, HAS_Z)
+                    b_u_last = tl.load(u_ptr + o_last, mask=m_last, other=0.0).to(tl.float32)
+                    b_C_last = tl.load(p_Cn + t_last * stride_Cl, mask=m_n_last, other=0.0).to(tl.float32)
+                    b_ch = tl.sum(b_h * b_C_last[None, :], axis=1)  # [BD] C . h
+                    _store_dC_dz(dC_ptr + o_nl + t_last, tl.sum(b_h * b_dy_last[:, None], axis=0), m_acc, m_n,
+                                 dz_ptr + o_last, b_dout_last, b_ch + b_D * b_u_last, b_z_last, b_sig_last,
+                                 m_d, HAS_Z)
+                    b_e += b_dy_last[:, None] * b_C_last[None, :]
+                    b_Ddy_last = b_D * b_dy_last
+                    b_dD += b_dy_last * b_u_last
 
             # Reverse: dh, dB, du, d delta and the dh side of dA, window by window.
             for i_wr in range(0, n_windows):
@@ -490,21 +502,16 @@ def _selective_scan_bwd_kernel(
                 w0 = t0 + i_w * WINDOW_T
                 # The adjoint from the later window closes every suffix sum of this one.
                 b_cum = tl.load(p_win_cum + i_w * BLOCK_D + o_win)
-                b_h = tl.load(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn)
+                b_h = tl.load(p_win_h + (i_w + 1) * BLOCK_D * BLOCK_N + o_win_dn)
                 b_dA += b_e * b_h * b_cum[:, None]
                 b_Ag = tl.sum(b_e * b_h * b_A2, axis=1)  # sum_n A g_t (A log2(e) units)
-                if LAST_ONLY:
-                    if (i_rev == 0) & (i_wr == 0):  # the adjoint's one injection, at the last step
-                        b_e += b_dy_last[:, None] * b_C_last[None, :]
                 for i_t in range(0, tl.minimum(w0 + WINDOW_T, t1) - w0):
                     t = tl.minimum(w0 + WINDOW_T, t1) - 1 - i_t
                     if INT64_OFFSETS:
                         t = tl.cast(t, tl.int64)
                     o_t = p_row + t
                     b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-                    if LAST_ONLY:
-                        b_dy = tl.where(t == t_last, b_dy_last, 0.0)
-                    else:
+                    if not LAST_ONLY:
                         b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
                         _, _, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
                     b_dt, b_dsoftplus = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS,
@@ -520,11 +527,11 @@ def _selective_scan_bwd_kernel(
                     b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
                     b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
                     if LAST_ONLY:
-                        b_phi = tl.where(t == t_last, b_phi_last, 0.0)
+                        b_Ag -= b_psi
                     else:
-                        b_phi = tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0)
-                    b_Ag += b_phi - b_psi
-                    b_dA -= b_dhB * (b_dtu * b_cum)[:, None]
+                        b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
+                    # (Delta_w0 is 0 exactly: the window's first step's share comes directly, below)
+                    b_dA -= b_dhB * (b_dtu * tl.where(t > w0, b_cum, 0.0))[:, None]
                     b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
                     b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
                     tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
@@ -532,13 +539,21 @@ def _selective_scan_bwd_kernel(
                     b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
                     b_du = b_dt * b_dhBu
                     if HAS_D:
-                        b_du += b_D * b_dy
-                        b_dD += b_dy * b_u
+                        if LAST_ONLY:
+                            b_du += tl.where(t == t_last, b_Ddy_last, 0.0)
+                        else:
+                            b_du += b_D * b_dy
+                            b_dD += b_dy * b_u
                     b_ddt *= b_dsoftplus
                     b_dbias += b_ddt
                     tl.store(du_ptr + o_t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
                     tl.store(ddelta_ptr + o_t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
                     b_cum -= b_dt
+                # The window's first step's share of dA directly: delta_w0 e_w0 h_{w0-1} (exactly 0
+                # from a zero state).
+                b_h0 = tl.load(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn)
+                b_dt, _ = _step_delta(delta_ptr + (p_row + w0), m_d, b_bias, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
+                b_dA += b_e * b_h0 * b_dt[:, None]
             # The next chunk's forward pass rewrites the scratch.
             tl.debug_barrier()
 
@@ -635,9 +650,10 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
 
 
 def _bwd_scratch_elements(block_d: int, dstate: int) -> int:
-    """fp32 elements of one backward program's scratch: phi for a chunk, and per window of the
-    chunk its delta sum and last state."""
-    return block_d * (CHUNK + (CHUNK // BWD_WINDOW) * (1 + triton.next_power_of_2(dstate)))
+    """fp32 elements of one backward program's scratch: phi for a chunk, per window of the chunk its
+    delta sum, and the states between the windows (the chunk's first and last included)."""
+    windows = CHUNK // BWD_WINDOW
+    return block_d * (CHUNK + windows + (windows + 1) * triton.next_power_of_2(dstate))
 
 
 def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus, *, lengths=None,

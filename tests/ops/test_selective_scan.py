@@ -150,6 +150,26 @@ def test_backward_error_does_not_grow_with_the_sequence_length(seeded, device):
         check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded)
 
 
+@pytest.mark.parametrize("lengths, last_only", [(None, False), ([1, 1], True)])
+def test_decay_gradient_is_exactly_zero_when_only_the_first_step_is_read(lengths, last_only, seeded, device):
+    # Read at step 0 only, the state before it is 0, so dA is exactly 0 (as a CTR batch with a
+    # one-click history gives it); the backward takes each window's first step directly, not as a
+    # difference of two sums that would leave rounding noise there.
+    ins = make_inputs(2, 6, 12, 4, torch.float32, gen=seeded, device=device)
+    leaves = {k: v.requires_grad_() for k, v in ins.items() if v is not None}
+    with backend.use("triton"):
+        out = selective_scan_fn(**leaves, delta_softplus=True, last_only=last_only,
+                                lengths=None if lengths is None else torch.tensor(lengths, device=device))
+    read = torch.zeros_like(out)
+    if last_only:
+        read += 1.0
+    else:
+        read[..., 0] = 1.0
+    (out * read).sum().backward()
+    assert leaves["A"].grad.abs().max().item() == 0.0
+    assert leaves["u"].grad.abs().max().item() > 0.0
+
+
 @pytest.mark.parametrize("lengths, last_only", [(None, False), ([37, 20], True)])
 def test_int64_offset_path_matches_float64_oracle(lengths, last_only, seeded, device, monkeypatch):
     monkeypatch.setattr(scan_ops, "_needs_int64_offsets", lambda *sizes: True)
