@@ -17,14 +17,15 @@ boundary (none when L <= CHUNK): the only thing kept for backward besides the in
 ``LAST_ONLY`` it stores no per-step output, only one readout of the final state at the last step.
 
 Backward kernel: one program per (batch element, B/C group) walks the group's channel blocks in
-turn; for each it walks the chunks from last to first with the CHUNK time steps in registers and
-loops over the N states: recompute h over the chunk with an associative scan started from the
-checkpoint, run the adjoint ``dh_t = exp(delta_{t+1} A) dh_{t+1} + C_t dy_t`` as a reverse scan,
-and accumulate the per-channel gradients. The program sums dB and dC over its channels itself (each
-block adds its share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD,
-d delta_bias) are written as fp32 partials per program and reduced afterwards in torch:
-deterministic, no atomics. With ``LAST_ONLY`` the output gradient enters the adjoint once, at the
-row's last step.
+turn; for each it walks the chunks from last to first, each twice from its checkpoint, with the
+(BLOCK_D, N) tile of chains in registers: forward (h, dC, dz) and in reverse (the adjoint
+``dh_t = C_t dy_t + exp(delta_{t+1} A) dh_{t+1}``, dB, du, d delta). No per-step state is kept: the
+gradient of the decay, ``exp(delta_t A) dh_t h_{t-1}``, is formed from suffix sums the two passes
+share (see the kernel). The program sums dB and dC over its channels itself (each block adds its
+share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD, d delta_bias) are
+written as fp32 partials per program and reduced afterwards in torch: deterministic, no atomics.
+With ``LAST_ONLY`` the output gradient enters the adjoint once, at the row's last step, and the
+forward pass only recomputes the state (the output side is taken at that one step).
 
 CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.selective_scan``, numba) when numba is
 installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
@@ -62,11 +63,15 @@ LOG2E = math.log2(math.e)
 FAST_MATH = tl.constexpr(not backend.interpreter_active())
 # The forward runs one thread per channel: up to 128 channels (4 warps) per program.
 FWD_BLOCK_D = 128
-# The backward's channel block, walked in turn by one program per row: 32 channels on 4 warps keep 8
-# elements of each (channel, time) tile per thread without spilling (16 channels or 8 warps bound
-# higher in the cost model, 2 warps spill).
+# The backward's channel block, walked in turn by one program per row: a [32 channels, 32 states] tile
+# on one warp, 32 elements per thread (4 states x 8 channels), sums over states and channels by
+# shuffles without barriers (4 warps on 128 channels bound 5% higher in the cost model, 16 elements
+# per thread 75% higher, 64 spill).
 BWD_BLOCK_D = 32
-BWD_NUM_WARPS = 4
+BWD_NUM_WARPS = 1
+# The backward forms the decay's gradient from sums over windows of this many steps (see the kernel):
+# its fp32 rounding grows with the window (dA: ~6e-7 at 8 steps, ~3e-6 at a whole 32-step chunk).
+BWD_WINDOW = 8
 
 
 @triton.jit
@@ -111,21 +116,6 @@ def _fast_div(x, y):
 
 
 @triton.jit
-def _first_order_combine(a_l, x_l, a_r, x_r):
-    """Compose h -> a_l h + x_l then h -> a_r h + x_r (the linear recurrence as a monoid)."""
-    return a_l * a_r, a_r * x_l + x_r
-
-
-@triton.jit
-def _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY: tl.constexpr):
-    """[BD, BT] gradient of the output over one chunk. With LAST_ONLY the output was read at the
-    row's last step only, so the adjoint gets its single injection C * dy there."""
-    if LAST_ONLY:
-        return tl.where(o_t[None, :] == n_steps - 1, b_dout_last[:, None], 0.0)
-    return tl.load(dout_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-
-
-@triton.jit
 def _readout(b_ch, b_u, b_D, z_ptrs, m_z, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
     """[BD] output of one step from its C . h (``b_ch``): (C . h + D u) * silu(z)."""
     b_y = b_ch
@@ -135,6 +125,27 @@ def _readout(b_ch, b_u, b_D, z_ptrs, m_z, HAS_D: tl.constexpr, HAS_Z: tl.constex
         b_z = tl.load(z_ptrs, mask=m_z, other=0.0).to(tl.float32)
         b_y *= b_z * _sigmoid(b_z)
     return b_y
+
+
+@triton.jit
+def _load_states(p, stride_n, DSTATE: tl.constexpr, PACKED: tl.constexpr):
+    """The DSTATE values ``p[n * stride_n]`` as a tuple of fp32 scalars. PACKED (bf16, the N values
+    adjacent and 8-byte aligned): four per 64-bit load, each widened by one shift or mask (a bf16 is
+    the high half of an fp32), where a 16-bit load and a conversion per value cost twice as many
+    instructions."""
+    values = ()
+    if PACKED:
+        p64 = p.to(tl.pointer_type(tl.int64), bitcast=True)
+        for q in tl.static_range(DSTATE // 4):
+            b_w = tl.load(p64 + q)
+            for half in tl.static_range(2):
+                b_w32 = (b_w >> (32 * half)).to(tl.int32)
+                values += ((b_w32 << 16).to(tl.float32, bitcast=True),
+                           (b_w32 & -65536).to(tl.float32, bitcast=True))
+    else:
+        for n in tl.static_range(DSTATE):
+            values += (tl.load(p + n * stride_n).to(tl.float32),)
+    return values
 
 
 @triton.jit
@@ -151,6 +162,7 @@ def _selective_scan_fwd_kernel(
     HAS_LENGTHS: tl.constexpr,
     LAST_ONLY: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
+    PACKED_BC: tl.constexpr,
     CHUNK_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     DSTATE: tl.constexpr,
@@ -215,15 +227,16 @@ def _selective_scan_fwd_kernel(
                 b_dt = _softplus(b_dt)
             b_dtu = b_dt * b_u
             b_y = tl.zeros([BLOCK_D], dtype=tl.float32)
-            p_Bt = B_ptr + t * stride_Bl  # scalar pointers to (state 0, t)
-            p_Ct = C_ptr + t * stride_Cl
+            # B_t and C_t: DSTATE scalars each, the same for every channel.
+            b_B = _load_states(B_ptr + t * stride_Bl, stride_Bn, DSTATE, PACKED_BC)
+            if not LAST_ONLY:
+                b_C = _load_states(C_ptr + t * stride_Cl, stride_Cn, DSTATE, PACKED_BC)
             b_h_next = ()
             for n in tl.static_range(DSTATE):
-                b_Bn = tl.load(p_Bt + n * stride_Bn).to(tl.float32)  # scalar, the same for every channel
-                b_hn = _exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_Bn
+                b_hn = _exp2(b_dt * b_A[n]) * b_h[n] + b_dtu * b_B[n]
                 b_h_next += (b_hn,)
                 if not LAST_ONLY:
-                    b_y += b_hn * tl.load(p_Ct + n * stride_Cn).to(tl.float32)
+                    b_y += b_hn * b_C[n]
             b_h = b_h_next
             if not LAST_ONLY:
                 b_y = _readout(b_y, b_u, b_D, z_ptr + p_row + t, m_d, HAS_D, HAS_Z)
@@ -254,12 +267,59 @@ def _selective_scan_fwd_kernel(
 
 
 @triton.jit
+def _step_delta(delta_ptrs, m_d, b_bias, HAS_DELTA_BIAS: tl.constexpr, DELTA_SOFTPLUS: tl.constexpr):
+    """[BD] effective delta of one step (after bias and softplus) and the softplus' derivative (1
+    without)."""
+    b_dt = tl.load(delta_ptrs, mask=m_d, other=0.0).to(tl.float32)
+    if HAS_DELTA_BIAS:
+        b_dt += b_bias
+    b_dsoftplus = tl.full(b_dt.shape, 1.0, tl.float32)
+    if DELTA_SOFTPLUS:
+        b_dsoftplus = _sigmoid(b_dt)
+        b_dt = _softplus(b_dt)
+    return b_dt, b_dsoftplus
+
+
+@triton.jit
+def _step_dy(b_dout, z_ptrs, m_d, HAS_Z: tl.constexpr):
+    """[BD] z, sigmoid(z) and dy = dout * silu(z), the gradient of one step's readout C . h + D u."""
+    b_dy = b_dout
+    b_z = b_dout  # unused without z
+    b_sig = b_dout
+    if HAS_Z:
+        b_z = tl.load(z_ptrs, mask=m_d, other=0.0).to(tl.float32)
+        b_sig = _sigmoid(b_z)
+        b_dy = b_dout * b_z * b_sig
+    return b_z, b_sig, b_dy
+
+
+@triton.jit
+def _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum):
+    """What one step's readout gives the backward from its state h_t: [BD, BN] its share of dA
+    (Delta_t dy_t C_t h_t), [BD] phi_t (sum_n A C_t h_t dy_t, A in log2(e) units), [BN] this block's
+    share of dC_t and [BD] C_t . h_t."""
+    b_ch = b_h * b_Ct[None, :]  # [BD, BN]
+    return (b_ch * (b_dy * b_cum)[:, None], b_dy * tl.sum(b_ch * b_A2, axis=1),
+            tl.sum(b_h * b_dy[:, None], axis=0), tl.sum(b_ch, axis=1))
+
+
+@triton.jit
+def _store_dC_dz(dC_ptrs, b_dC, m_acc, m_n, dz_ptrs, b_dout, b_y, b_z, b_sig, m_d, HAS_Z: tl.constexpr):
+    """Store one step's dC (plus the earlier channel blocks' sums) and dz (``b_y`` = C . h + D u)."""
+    b_dC += tl.load(dC_ptrs, mask=m_acc, other=0.0)
+    tl.store(dC_ptrs, b_dC, mask=m_n)
+    if HAS_Z:
+        b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
+        tl.store(dz_ptrs, b_dz.to(dz_ptrs.dtype.element_ty), mask=m_d)
+
+
+@triton.jit
 def _selective_scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
     dout_ptr, dlast_ptr, ckpt_ptr,
-    du_ptr, ddelta_ptr, dz_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, scratch_ptr,
     dA_part_ptr, dB_ptr, dC_ptr, dD_part_ptr, dbias_part_ptr,
-    dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks,
+    dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks, scratch_size,
     stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
     HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr,
@@ -270,18 +330,37 @@ def _selective_scan_bwd_kernel(
     LAST_ONLY: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
     CHUNK_T: tl.constexpr,
+    WINDOW_T: tl.constexpr,
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    # One program per (batch element, group of B/C): it walks the group's n_dblocks channel blocks
-    # one after the other, so it alone sums dB and dC over the group's channels (no partials).
+    # One program per (batch element, group of B/C) walks the group's n_dblocks channel blocks one
+    # after the other, so it alone sums dB and dC over the group's channels (no partials). A block is
+    # a [BD, BN] tile of (channel, state) chains; its chunks of CHUNK_T steps, last to first, are each
+    # walked twice from the forward's checkpoint, keeping no per-step state:
+    #   forward, t = t0 .. t1-1: h_t = a_t h_{t-1} + x_t (a_t = exp(delta_t A), x_t = delta_t u_t B_t),
+    #     with everything that needs h: dC, dz, and the h side of dA and d delta;
+    #   reverse, t = t1-1 .. t0: dh_t = C_t dy_t + e_{t+1}, e_t = a_t dh_t, with everything that needs
+    #     dh: dB, du, d delta and the dh side of dA.
+    # The decay's gradient g_k = dL/d(delta_k A) = e_k h_{k-1} needs both at the same step; by the
+    # adjoint identity (per chain, over any window [w0, w1) of steps) it is also
+    #   g_k = sum_{w1 > t >= k} (c_t h_t - dh_t x_t) + e_w1 h_{w1-1},   c_t = C_t dy_t,
+    # e_w1 the adjoint entering from the later window. So the window's share of dA, sum_k delta_k g_k,
+    # is delta_w0 g_w0 (taken directly: e_w0 times the state entering the window, exactly 0 from a zero
+    # state) plus sum_t Delta_t (c_t h_t - dh_t x_t) + Delta_{w1-1} e_w1 h_{w1-1}, Delta_t the sum of
+    # delta over (w0, t]: the forward pass adds the c h terms, the reverse pass the others. Likewise
+    # sum_n A g_k is a suffix sum of phi_t - psi_t: phi_t = sum_n A c_t h_t (forward pass),
+    # psi_t = sum_n A dh_t x_t (reverse pass). The forward pass leaves phi, each window's delta sum
+    # and the states between windows in a per-program scratch. Two exp2 per element. The two sides
+    # are larger than their difference (up to about WINDOW_T / 2 times), which costs dA and d delta
+    # some fp32 rounding (dA ~6e-7 relative at 8-step windows where the direct e_k h_{k-1} has 2e-7),
+    # bounded by the window, not by L. With LAST_ONLY the one readout's C dy joins the adjoint
+    # entering the last window, whose closing term then brings in its c h terms.
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
     i_b64 = i_b.to(tl.int64)
     o_n = tl.arange(0, BLOCK_N)  # [BN]
-    o_c = tl.arange(0, CHUNK_T)  # [BT] position inside the chunk
-    if INT64_OFFSETS:  # offsets inside one batch element (channel x time, checkpoints) in 64 bits
-        o_c = o_c.to(tl.int64)
+    m_n = o_n < dstate
 
     # 64-bit batch offsets in the scalar base pointers.
     p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, the full dout and the gradients
@@ -293,6 +372,15 @@ def _selective_scan_bwd_kernel(
         dout_ptr += p_bdl
     du_ptr += p_bdl
     ddelta_ptr += p_bdl
+    # This program's scratch, rewritten for every chunk of every block (so it stays in cache): phi
+    # [BD, CHUNK_T], per window its delta sum [BD], then the states [BD, BN] entering each window
+    # and leaving the last.
+    scratch_ptr += (i_b64 * groups + i_g) * scratch_size
+    o_phi = tl.arange(0, BLOCK_D) * CHUNK_T  # [BD] offset of (d, 0) in phi
+    o_win = tl.arange(0, BLOCK_D)  # [BD] offset of d in a window's delta sum
+    o_win_dn = o_win[:, None] * BLOCK_N + o_n[None, :]  # [BD, BN] offset of (d, n) in its state
+    p_win_cum = scratch_ptr + BLOCK_D * CHUNK_T  # window i's delta sum at + i * BLOCK_D
+    p_win_h = p_win_cum + (CHUNK_T // WINDOW_T) * BLOCK_D  # state entering window i: + i * BLOCK_D * BLOCK_N
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
@@ -301,8 +389,8 @@ def _selective_scan_bwd_kernel(
     p_bc = (i_b64 * groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in dB and dC
     dB_ptr += p_bc
     dC_ptr += p_bc
-    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
     dlast_ptr += i_b64 * dim * dstate
+    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
     dA_part_ptr += i_b64 * dim * dstate
     dD_part_ptr += i_b64 * dim
     dbias_part_ptr += i_b64 * dim
@@ -311,124 +399,163 @@ def _selective_scan_bwd_kernel(
         n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
     else:
         n_steps = seqlen
+    o_nl = o_n * seqlen  # [BN] offset of (n, 0) in dB and dC
+    if INT64_OFFSETS:
+        o_nl = o_n.to(tl.int64) * seqlen
+    p_Bn = B_ptr + o_n * stride_Bn  # [BN] pointers to (n, 0)
+    p_Cn = C_ptr + o_n * stride_Cn
     for i_blk in range(0, n_dblocks):
         o_d = i_g * heads + i_blk * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
         m_d = o_d < dim
-        m_dn = m_d[:, None] & (o_n < dstate)[None, :]
+        m_dn = m_d[:, None] & m_n[None, :]
+        m_acc = m_n & (i_blk > 0)  # [BN] earlier blocks' dB and dC sums to add to
         if INT64_OFFSETS:
             o_d = o_d.to(tl.int64)
         o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
+        p_row = o_d * seqlen  # [BD] offset of (d, 0)
+        # Scaled by log2(e) once, so that each step's decay is one exp2.
+        b_A2 = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634  # [BD, BN]
+        b_D = tl.zeros([BLOCK_D], dtype=tl.float32)
         if HAS_D:
             b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+        b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
         if HAS_DELTA_BIAS:
             b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
         if LAST_ONLY:
-            b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-        else:
-            b_dout_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # unused
+            # The output was read at the row's last step only: its gradient enters there, once.
+            t_last = n_steps - 1
+            if INT64_OFFSETS:
+                t_last = tl.cast(t_last, tl.int64)
+            m_last = tl.where(t_last >= 0, m_d, False)  # [BD] (none for an empty row)
+            o_last = p_row + t_last
+            m_n_last = tl.where(t_last >= 0, m_n, False)  # [BN]
+            b_Ddy_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # D dy at the last step, for du there
 
-        # carry[:, n] = exp(delta_{t+1} A) dh_{t+1} at the first step t+1 of the chunk processed last;
-        # it enters the adjoint at the last step of the current chunk. At the end of the sequence it is
-        # the gradient of the last state.
+        # The adjoint entering the last step of the chunk walked next (the last state's gradient first).
+        b_e = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
         if HAS_DLAST:
-            b_carry = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)  # [BD, BN]
-        else:
-            b_carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-        b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)  # [BD, BN]
+            b_e = tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)
+        b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
         b_dD = tl.zeros([BLOCK_D], dtype=tl.float32)
         b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
-
         n_chunks = tl.cdiv(n_steps, CHUNK_T)
         for i_rev in range(0, n_chunks):
             i_c = n_chunks - 1 - i_rev
+            t0 = i_c * CHUNK_T
+            t1 = tl.minimum(t0 + CHUNK_T, n_steps)
+            n_windows = tl.cdiv(t1 - t0, WINDOW_T)
             if INT64_OFFSETS:
                 i_c = tl.cast(i_c, tl.int64)
-            o_t = i_c * CHUNK_T + o_c  # [BT]
-            m_t = o_t < n_steps
-            m = m_d[:, None] & m_t[None, :]  # [BD, BT]
-            m_acc = tl.where(i_blk > 0, m_t, False)  # [BT]
-            m_next = m_d[:, None] & (o_t + 1 < n_steps)[None, :]
-            o_dt = o_d[:, None] * seqlen + o_t[None, :]  # [BD, BT]
-            i_last = tl.minimum(CHUNK_T, n_steps - i_c * CHUNK_T) - 1  # last valid position in the chunk
+            # Forward: h from the checkpoint (zero for the first chunk), dC, dz, the h side of dA and
+            # phi (in A log2(e) units); each window's last state and delta sum go to the scratch.
+            m_h0 = tl.where(i_c > 0, m_dn, False)  # (the interpreter cannot AND a scalar into a block)
+            b_h = tl.load(ckpt_ptr + (i_c - 1) * dim * dstate + o_dn, mask=m_h0, other=0.0)
+            tl.store(p_win_h + o_win_dn, b_h)
+            for i_w in range(0, n_windows):
+                w0 = t0 + i_w * WINDOW_T
+                b_cum = tl.zeros([BLOCK_D], dtype=tl.float32)  # Delta_t: delta summed over (w0, t]
+                for t in range(w0, tl.minimum(w0 + WINDOW_T, t1)):
+                    if INT64_OFFSETS:
+                        t = tl.cast(t, tl.int64)  # (a plain int in the interpreter)
+                    o_t = p_row + t  # [BD] (one offset for every (d, t) array: no hoisted pointer blocks)
+                    b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+                    b_dt, _ = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
+                    if not LAST_ONLY:
+                        b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
+                        b_z, b_sig, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
+                    b_cum += tl.where(t > w0, b_dt, 0.0)
+                    b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                    if not LAST_ONLY:
+                        b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                    b_h = _exp2(b_dt[:, None] * b_A2) * b_h + (b_dt * b_u)[:, None] * b_Bt[None, :]
+                    if not LAST_ONLY:
+                        b_dA_t, b_phi, b_dC, b_ch = _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum)
+                        b_dA += b_dA_t
+                        tl.store(scratch_ptr + o_phi + (t - t0), b_phi, mask=m_d)
+                        _store_dC_dz(dC_ptr + o_nl + t, b_dC, m_acc, m_n, dz_ptr + o_t, b_dout,
+                                     b_ch + b_D * b_u, b_z, b_sig, m_d, HAS_Z)
+                tl.store(p_win_cum + i_w * BLOCK_D + o_win, b_cum)
+                tl.store(p_win_h + (i_w + 1) * BLOCK_D * BLOCK_N + o_win_dn, b_h)
+            # The reverse pass reads the scratch as stored by any thread.
+            tl.debug_barrier()
+            if LAST_ONLY:
+                if i_rev == 0:
+                    # The chunk holding the row's last step, the one read out: dC and dz there, and the
+                    # adjoint's one injection, C dy, ahead of the reverse pass. Entering with the later
+                    # adjoint, it also brings in the readout's share of dA and phi at that step (the
+                    # last window's closing term: (e + C dy) h).
+                    b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+                    b_z_last, b_sig_last, b_dy_last = _step_dy(b_dout_last, z_ptr + o_last, m_last, HAS_Z)
+                    b_u_last = tl.load(u_ptr + o_last, mask=m_last, other=0.0).to(tl.float32)
+                    b_C_last = tl.load(p_Cn + t_last * stride_Cl, mask=m_n_last, other=0.0).to(tl.float32)
+                    b_ch = tl.sum(b_h * b_C_last[None, :], axis=1)  # [BD] C . h
+                    _store_dC_dz(dC_ptr + o_nl + t_last, tl.sum(b_h * b_dy_last[:, None], axis=0), m_acc, m_n,
+                                 dz_ptr + o_last, b_dout_last, b_ch + b_D * b_u_last, b_z_last, b_sig_last,
+                                 m_d, HAS_Z)
+                    b_e += b_dy_last[:, None] * b_C_last[None, :]
+                    b_Ddy_last = b_D * b_dy_last
+                    b_dD += b_dy_last * b_u_last
 
-            b_u = tl.load(u_ptr + o_dt, mask=m, other=0.0).to(tl.float32)  # [BD, BT]
-            b_dt = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-            b_dtn = tl.load(delta_ptr + o_dt + 1, mask=m_next, other=0.0).to(tl.float32)
-            if HAS_DELTA_BIAS:
-                b_dt += b_bias[:, None]
-                b_dtn += b_bias[:, None]
-            if DELTA_SOFTPLUS:
-                b_dt = _softplus(b_dt)
-                b_dtn = _softplus(b_dtn)
-            # Outside the sequence delta = 0: the state passes through and nothing is added.
-            b_dt = tl.where(m, b_dt, 0.0)
-            b_dtn = tl.where(m_next, b_dtn, 0.0)
-            b_dtu = b_dt * b_u
-            b_dy = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-            if HAS_Z:
-                b_z = tl.load(z_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-                b_dy *= b_z * _sigmoid(b_z)
-
-            b_y = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-            b_ddt = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-            b_du = tl.zeros([BLOCK_D, CHUNK_T], dtype=tl.float32)
-            for n in range(0, dstate):
-                b_An = tl.load(A_ptr + o_d * dstate + n, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-                b_Bn = tl.load(B_ptr + n * stride_Bn + o_t * stride_Bl, mask=m_t, other=0.0).to(tl.float32)
-                b_Cn = tl.load(C_ptr + n * stride_Cn + o_t * stride_Cl, mask=m_t, other=0.0).to(tl.float32)
-                b_A2 = (b_An * 1.4426950408889634)[:, None]
-                b_a = _exp2(b_dt * b_A2)  # [BD, BT] decay of step t
-                b_x = b_dtu * b_Bn[None, :]  # [BD, BT] input of step t
-                # State entering the chunk: the forward's checkpoint (zero for the first chunk).
-                b_h0 = tl.load(ckpt_ptr + ((i_c - 1) * dim + o_d) * dstate + n,
-                               mask=m_d & (o_d * 0 + i_c > 0), other=0.0)  # [BD]
-                b_x0 = b_x + tl.where(o_c[None, :] == 0, b_a * b_h0[:, None], 0.0)
-                _, b_h = tl.associative_scan((b_a, b_x0), axis=1, combine_fn=_first_order_combine)  # [BD, BT]
-                b_y += b_h * b_Cn[None, :]
-
-                # Adjoint, reversed: dh_t = c_t + exp(delta_{t+1} A) dh_{t+1}, c_t = C_t dy_t (+ carry).
-                b_an = _exp2(b_dtn * b_A2)  # [BD, BT] decay of step t + 1
-                b_carry_n = tl.sum(tl.where(o_n[None, :] == n, b_carry, 0.0), axis=1)  # [BD]
-                b_c = b_dy * b_Cn[None, :] + tl.where(o_c[None, :] == i_last, b_carry_n[:, None], 0.0)
-                _, b_dh = tl.associative_scan((b_an, b_c), axis=1, combine_fn=_first_order_combine,
-                                              reverse=True)
-                b_carry_n = tl.sum(tl.where(o_c[None, :] == 0, b_a * b_dh, 0.0), axis=1)
-                b_carry = tl.where(o_n[None, :] == n, b_carry_n[:, None], b_carry)
-
-                # h_t - x_t = exp(delta_t A) h_{t-1}: the part of the state that went through the decay.
-                b_q = b_dh * (b_h - b_x)  # [BD, BT]
-                b_dhB = b_dh * b_Bn[None, :]
-                b_ddt += b_q * b_An[:, None] + b_dhB * b_u
-                b_du += b_dhB * b_dt
-                b_dA_n = tl.sum(b_q * b_dt, axis=1)  # [BD]
-                b_dA += tl.where(o_n[None, :] == n, b_dA_n[:, None], 0.0)
-                b_dB_n = tl.sum(b_dh * b_dtu, axis=0)  # [BT] this block's share of the channel sum
-                b_dC_n = tl.sum(b_dy * b_h, axis=0)  # [BT]
-                # Plus the earlier blocks' sums, which this program stored (none before the first block).
-                b_dB_n += tl.load(dB_ptr + n * seqlen + o_t, mask=m_acc, other=0.0)
-                b_dC_n += tl.load(dC_ptr + n * seqlen + o_t, mask=m_acc, other=0.0)
-                tl.store(dB_ptr + n * seqlen + o_t, b_dB_n, mask=m_t)
-                tl.store(dC_ptr + n * seqlen + o_t, b_dC_n, mask=m_t)
-
-            if HAS_D:
-                b_y += b_D[:, None] * b_u
-                b_du += b_dy * b_D[:, None]
-                b_dD += tl.sum(b_dy * b_u, axis=1)
-            tl.store(du_ptr + o_dt, b_du.to(du_ptr.dtype.element_ty), mask=m)
-            # dout, z and the pre-softplus delta are reloaded rather than kept live through the n loop.
-            if HAS_Z:
-                b_dout = _chunk_dout(dout_ptr, o_dt, m, b_dout_last, o_t, n_steps, LAST_ONLY)
-                b_sig = _sigmoid(b_z)
-                b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
-                tl.store(dz_ptr + o_dt, b_dz.to(dz_ptr.dtype.element_ty), mask=m)
-            if DELTA_SOFTPLUS:
-                b_dt_pre = tl.load(delta_ptr + o_dt, mask=m, other=0.0).to(tl.float32)
-                if HAS_DELTA_BIAS:
-                    b_dt_pre += b_bias[:, None]
-                b_ddt = b_ddt * _sigmoid(b_dt_pre)
-            b_ddt = tl.where(m, b_ddt, 0.0)
-            b_dbias += tl.sum(b_ddt, axis=1)
-            tl.store(ddelta_ptr + o_dt, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
+            # Reverse: dh, dB, du, d delta and the dh side of dA, window by window.
+            for i_wr in range(0, n_windows):
+                i_w = n_windows - 1 - i_wr
+                w0 = t0 + i_w * WINDOW_T
+                # The adjoint from the later window closes every suffix sum of this one.
+                b_cum = tl.load(p_win_cum + i_w * BLOCK_D + o_win)
+                b_h = tl.load(p_win_h + (i_w + 1) * BLOCK_D * BLOCK_N + o_win_dn)
+                b_dA += b_e * b_h * b_cum[:, None]
+                b_Ag = tl.sum(b_e * b_h * b_A2, axis=1)  # sum_n A g_t (A log2(e) units)
+                for i_t in range(0, tl.minimum(w0 + WINDOW_T, t1) - w0):
+                    t = tl.minimum(w0 + WINDOW_T, t1) - 1 - i_t
+                    if INT64_OFFSETS:
+                        t = tl.cast(t, tl.int64)
+                    o_t = p_row + t
+                    b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+                    if not LAST_ONLY:
+                        b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
+                        _, _, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
+                    b_dt, b_dsoftplus = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS,
+                                                    DELTA_SOFTPLUS)
+                    b_dtu = b_dt * b_u
+                    b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                    if LAST_ONLY:
+                        b_dh = b_e  # [BD, BN] (C_t dy_t is in already)
+                    else:
+                        b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                        b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
+                    b_dhB = b_dh * b_Bt[None, :]  # dh_t x_t / (delta_t u_t)
+                    b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
+                    b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
+                    if LAST_ONLY:
+                        b_Ag -= b_psi
+                    else:
+                        b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
+                    # (Delta_w0 is 0 exactly: the window's first step's share comes directly, below)
+                    b_dA -= b_dhB * (b_dtu * tl.where(t > w0, b_cum, 0.0))[:, None]
+                    b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
+                    b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
+                    tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
+                    b_e = _exp2(b_dt[:, None] * b_A2) * b_dh
+                    b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
+                    b_du = b_dt * b_dhBu
+                    if HAS_D:
+                        if LAST_ONLY:
+                            b_du += tl.where(t == t_last, b_Ddy_last, 0.0)
+                        else:
+                            b_du += b_D * b_dy
+                            b_dD += b_dy * b_u
+                    b_ddt *= b_dsoftplus
+                    b_dbias += b_ddt
+                    tl.store(du_ptr + o_t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
+                    tl.store(ddelta_ptr + o_t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
+                    b_cum -= b_dt
+                # The window's first step's share of dA directly: delta_w0 e_w0 h_{w0-1} (exactly 0
+                # from a zero state).
+                b_h0 = tl.load(p_win_h + i_w * BLOCK_D * BLOCK_N + o_win_dn)
+                b_dt, _ = _step_delta(delta_ptr + (p_row + w0), m_d, b_bias, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
+                b_dA += b_e * b_h0 * b_dt[:, None]
+            # The next chunk's forward pass rewrites the scratch.
+            tl.debug_barrier()
 
         tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
         if HAS_D:
@@ -457,6 +584,17 @@ def _needs_int64_offsets(dim: int, seqlen: int, dstate: int) -> bool:
     (n_ckpt, dim, N) in the checkpoints. The batch and group offsets are always 64-bit."""
     reach = max(dim * seqlen, dstate * seqlen, (num_checkpoints(seqlen) + 1) * dim * dstate)
     return reach >= 2**31
+
+
+def _packed_bc(B: torch.Tensor, C: torch.Tensor) -> bool:
+    """Whether the forward can read B and C four bf16 values per 64-bit load: a step's N values
+    adjacent (N a multiple of 4) and every row of them 8-byte aligned."""
+    def packed(t: torch.Tensor) -> bool:
+        stride_b, stride_g, stride_n, stride_l = _bc_strides(t)
+        return (t.dtype == torch.bfloat16 and stride_n == 1 and t.shape[-2] % 4 == 0 and t.data_ptr() % 8 == 0
+                and stride_b % 4 == 0 and stride_g % 4 == 0 and stride_l % 4 == 0)
+
+    return packed(B) and packed(C)
 
 
 def _block_d(cap: int, dim: int, groups: int) -> int:
@@ -505,10 +643,17 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, STORE_LAST_STATE=return_last_state,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
-        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate), CHUNK_T=CHUNK,
-        BLOCK_D=block_d, DSTATE=dstate, num_warps=_fwd_warps(block_d),
+        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate), PACKED_BC=_packed_bc(B, C),
+        CHUNK_T=CHUNK, BLOCK_D=block_d, DSTATE=dstate, num_warps=_fwd_warps(block_d),
     )
     return out, last_state, ckpt
+
+
+def _bwd_scratch_elements(block_d: int, dstate: int) -> int:
+    """fp32 elements of one backward program's scratch: phi for a chunk, per window of the chunk its
+    delta sum, and the states between the windows (the chunk's first and last included)."""
+    windows = CHUNK // BWD_WINDOW
+    return block_d * (CHUNK + windows + (windows + 1) * triton.next_power_of_2(dstate))
 
 
 def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, delta_softplus, *, lengths=None,
@@ -516,15 +661,20 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
     block_d = _block_d(BWD_BLOCK_D, dim, groups)
     f32 = dict(dtype=torch.float32, device=u.device)
-    # The kernel writes each row's steps only; the gradients at padded steps are 0.
+    # The kernel writes each row's steps only; the gradients at padded steps are 0. With last_only it
+    # writes dz and dC at the row's last step only; they are 0 elsewhere.
     per_step = torch.empty if lengths is None else torch.zeros
+    read_out = torch.zeros if last_only else per_step
     du, ddelta = per_step(u.shape, dtype=u.dtype, device=u.device), per_step(delta.shape, dtype=delta.dtype,
                                                                               device=u.device)
-    dz = per_step(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
+    dz = read_out(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
+    # What the kernel's forward pass leaves for its reverse pass: one chunk's worth per program.
+    scratch = torch.empty(groups * batch, _bwd_scratch_elements(block_d, dstate), **f32)
+    scratch_size = scratch.shape[1]
     dA_part = torch.empty(batch, dim, dstate, **f32)
     # dB and dC summed over each group's channels by its program, in fp32.
     dB = per_step(batch, groups, dstate, seqlen, **f32)
-    dC = per_step(batch, groups, dstate, seqlen, **f32)
+    dC = read_out(batch, groups, dstate, seqlen, **f32)
     dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
     dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
     _selective_scan_bwd_kernel[(groups * batch,)](
@@ -532,14 +682,15 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
         _dummy(u) if D is None else D, _dummy(u) if z is None else z,
         _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
         dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
-        du, ddelta, dz, dA_part, dB, dC, dD_part, dbias_part,
+        du, ddelta, dz, scratch, dA_part, dB, dC, dD_part, dbias_part,
         dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], triton.cdiv(dim // groups, block_d),
+        scratch_size,
         *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
         DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
         HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
         INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate),
-        CHUNK_T=CHUNK, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
+        CHUNK_T=CHUNK, WINDOW_T=BWD_WINDOW, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
         num_warps=BWD_NUM_WARPS,
     )
     # Deterministic reductions of the fp32 partials over the batch: dA, dD, d delta_bias.
@@ -815,12 +966,17 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
     # Forward loops: the chunks, and inside them the steps.
     fwd = LaunchCost(shape, programs=fwd_blocks * batch, io_bytes=3 * seq + out + 2 * bc + params,
                      extra_bytes=ckpt, exp_count=exps, loop_trips=(n_chunks, seqlen))
-    # Backward loops: one program per batch element walks the channel blocks, in each the chunks
-    # (last to first), in each the states.
-    bwd_chunks = bwd_blocks * n_chunks
+    # Backward loops: one program per batch element walks the channel blocks (no loop for a single
+    # block: the JIT specialises it away), in each the chunks (last to first), in each its windows
+    # and their steps forward, then in reverse. It reads the checkpoints; its scratch, rewritten for
+    # each chunk, is written to memory once at most.
+    bwd_steps, bwd_windows = bwd_blocks * seqlen, bwd_blocks * triton.cdiv(seqlen, BWD_WINDOW)
+    block_loop = (bwd_blocks,) if bwd_blocks > 1 else ()
+    scratch = tensor_bytes("fp32", batch, _bwd_scratch_elements(bwd_block_d, dstate))
     bwd = LaunchCost(shape, programs=batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
-                     extra_bytes=ckpt + partials, exp_count=exps,
-                     loop_trips=(bwd_blocks, bwd_chunks, bwd_chunks * dstate))
+                     extra_bytes=ckpt + partials + scratch, exp_count=exps,
+                     loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_windows, bwd_steps, bwd_windows,
+                                 bwd_steps))
     return fwd, bwd
 
 
@@ -832,7 +988,8 @@ def compile_specs() -> list[KernelSpec]:
     fwd_block_d = _block_d(FWD_BLOCK_D, dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
     ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "groups": 1,
-            "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d)}
+            "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d),
+            "scratch_size": _bwd_scratch_elements(bwd_block_d, dstate)}
     # B and C as the forward reads them: (batch, L, N) transposed to (batch, N, L), as nn.Mamba's
     # x_proj makes them (other layouts are copied to it first).
     bc_ints = dict(zip(("stride_Bb", "stride_Bg", "stride_Bn", "stride_Bl", "stride_Cb", "stride_Cg",
@@ -847,7 +1004,7 @@ def compile_specs() -> list[KernelSpec]:
               "dz_ptr")
         pointers = {name: dtype if name in io else "fp32" for name in (
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
-            "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
+            "scratch_ptr", "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
         pointers["lengths_ptr"] = "i64"
         fwd_ints = {k: v for k, v in ints.items() if k != "groups"}
         fwd_ints["n_dblocks"] = triton.cdiv(dim, fwd_block_d)
@@ -859,12 +1016,13 @@ def compile_specs() -> list[KernelSpec]:
             specs.append(jit_spec(
                 f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel,
                 pointers=pointers, ints={**fwd_ints, **bc_ints},
-                constexprs=dict(flags, **variant, STORE_LAST_STATE=False, BLOCK_D=fwd_block_d, DSTATE=dstate),
+                constexprs=dict(flags, **variant, STORE_LAST_STATE=False, PACKED_BC=dtype == "bf16",
+                                BLOCK_D=fwd_block_d, DSTATE=dstate),
                 num_warps=_fwd_warps(fwd_block_d), costs=fwd_costs))
             specs.append(jit_spec(
                 f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
                 ints={**ints, **bc_ints},
-                constexprs=dict(flags, **variant, HAS_DLAST=False, BLOCK_D=bwd_block_d,
+                constexprs=dict(flags, **variant, HAS_DLAST=False, WINDOW_T=BWD_WINDOW, BLOCK_D=bwd_block_d,
                                 BLOCK_N=triton.next_power_of_2(dstate)),
                 num_warps=BWD_NUM_WARPS, costs=bwd_costs))
     return specs

@@ -100,6 +100,7 @@ CASES = [
     pytest.param(2, 24, 40, 5, 3, torch.float32, True, True, True, True, id="L40-grouped"),
     pytest.param(1, 20, 7, 16, 0, torch.float32, False, False, False, False, id="L7-plain"),
     pytest.param(1, 6, 5, 3, 2, torch.float32, True, True, True, True, id="grouped-odd-heads"),
+    pytest.param(1, 20, 9, 6, 0, torch.bfloat16, True, True, True, True, id="L9-N6-bf16-unpacked-BC"),
 ]
 
 
@@ -140,6 +141,36 @@ def test_backward_sums_dB_and_dC_over_several_channel_blocks(dim, groups, length
                              last_only=last_only)
 
 
+def test_backward_error_does_not_grow_with_the_sequence_length(seeded, device):
+    # The backward forms the decay's gradient as a difference of two sums, each up to about
+    # BWD_WINDOW / 2 times larger than it; restarting them at every window keeps that ratio, and so
+    # dA's rounding, bounded however long the row (summed over the whole row, dA's error at L = 200
+    # was 5e-5; per 32-step chunk 4e-6, per 8-step window 1e-6).
+    ins = make_inputs(1, 8, 300, 16, torch.float32, gen=seeded, device=device)
+    with backend.use("triton"):
+        check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded)
+
+
+@pytest.mark.parametrize("lengths, last_only", [(None, False), ([1, 1], True)])
+def test_decay_gradient_is_exactly_zero_when_only_the_first_step_is_read(lengths, last_only, seeded, device):
+    # Read at step 0 only, the state before it is 0, so dA is exactly 0 (as a CTR batch with a
+    # one-click history gives it); the backward takes each window's first step directly, not as a
+    # difference of two sums that would leave rounding noise there.
+    ins = make_inputs(2, 6, 12, 4, torch.float32, gen=seeded, device=device)
+    leaves = {k: v.requires_grad_() for k, v in ins.items() if v is not None}
+    with backend.use("triton"):
+        out = selective_scan_fn(**leaves, delta_softplus=True, last_only=last_only,
+                                lengths=None if lengths is None else torch.tensor(lengths, device=device))
+    read = torch.zeros_like(out)
+    if last_only:
+        read += 1.0
+    else:
+        read[..., 0] = 1.0
+    (out * read).sum().backward()
+    assert leaves["A"].grad.abs().max().item() == 0.0
+    assert leaves["u"].grad.abs().max().item() > 0.0
+
+
 @pytest.mark.parametrize("lengths, last_only", [(None, False), ([37, 20], True)])
 def test_int64_offset_path_matches_float64_oracle(lengths, last_only, seeded, device, monkeypatch):
     monkeypatch.setattr(scan_ops, "_needs_int64_offsets", lambda *sizes: True)
@@ -148,6 +179,24 @@ def test_int64_offset_path_matches_float64_oracle(lengths, last_only, seeded, de
     with backend.use("triton"):
         check_against_oracle(ins, torch.float32, grad_factor=3.0, gen=seeded, lengths=lengths,
                              last_only=last_only)
+
+
+def _bc_as_forward_reads(dtype, dstate, length=5, offset=0):
+    """B laid out (batch, L, N) and seen as (batch, N, L), starting ``offset`` elements in."""
+    flat = torch.randn(2 * length * dstate + offset).to(dtype)
+    return flat[offset:].view(2, length, dstate).transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype, dstate, offset, expected", [
+    (torch.bfloat16, 16, 0, True),  # four values per 64-bit load
+    (torch.bfloat16, 6, 0, False),  # N not a multiple of 4: rows not 8-byte aligned
+    (torch.bfloat16, 16, 2, False),  # the first row starts 4 bytes into an 8-byte word
+    (torch.float16, 16, 0, False),  # a half is not the high half of an fp32
+    (torch.float32, 16, 0, False),
+])
+def test_forward_packs_bf16_B_and_C_loads_only_where_aligned(dtype, dstate, offset, expected):
+    bc = _bc_as_forward_reads(dtype, dstate, offset=offset)
+    assert scan_ops._packed_bc(bc, bc) is expected
 
 
 @pytest.mark.parametrize("dim, seqlen, dstate, expected", [
