@@ -67,12 +67,15 @@ _LOOP_FLAGS = {"nsz", "contract", "arcp", "reassoc"}
 
 
 @intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bits are the low 32 bits of an int64 (a bitcast, vectorisable)."""
-    sig = types.float32(bits)
+def _pow2(typingctx, k):
+    """2**k for an integral float32 k in [-126, 127] (0 for -127), built from its exponent bits in int32
+    (numba's own integer arithmetic widens to 64 bits, which costs a vector loop several instructions)."""
+    sig = types.float32(k)
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+        i32 = ir.IntType(32)
+        biased = builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
 
     return sig, codegen
 
@@ -138,7 +141,7 @@ def _exp(x):
     k = np.floor(min(max(x * _LOG2E, _EXP2_MIN), _EXP2_MAX) + _HALF)
     r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2) / 2
     p = _ONE + r * (_C1 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * _C7))))))
-    return p * _float32_from_bits((np.int64(k) + 127) << 23)
+    return p * _pow2(k)
 
 
 @njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
