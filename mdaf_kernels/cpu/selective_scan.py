@@ -179,9 +179,10 @@ def _effective_delta(delta_row, bias, softplus, n_steps, dt, slope):
 
 
 @njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
-def _gather(src, n, dst):
-    """dst[:n] = src[:n]: a (row, channel)'s steps from a row of any stride (e.g. a channel-last
-    (batch, L, dim) tensor seen as (batch, dim, L)) into a contiguous buffer the vector loops read."""
+def _copy_steps(src, n, dst):
+    """dst[:n] = src[:n] for a (row, channel)'s steps, either side of any stride: from a channel-last
+    (batch, L, dim) tensor seen as (batch, dim, L) into a contiguous buffer the vector loops read, or
+    from such a buffer back into an output of the input's layout."""
     for t in range(n):
         dst[t] = src[t]
 
@@ -240,7 +241,7 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
             n_steps = lengths[b]
             for d in range(dim):
                 g = d // heads
-                _gather(delta[b, d], n_steps, row)
+                _copy_steps(delta[b, d], n_steps, row)
                 _effective_delta(row, bias[d], softplus, n_steps, dt, slope)
                 h[0, :] = _ZERO
                 for t in range(n_steps):
@@ -257,9 +258,9 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
                         y[b, d, 0] = _ZERO
                 else:
                     if has_z:
-                        _gather(z[b, d], n_steps, z_row)
+                        _copy_steps(z[b, d], n_steps, z_row)
                         _gate(row, z_row, n_steps)
-                    _gather(row, n_steps, y[b, d])
+                    _copy_steps(row, n_steps, y[b, d])
                     y[b, d, n_steps:] = _ZERO
                 if store_last:
                     last_state[b, d, :] = h_last
@@ -306,7 +307,7 @@ def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta,
             for d in range(dim):
                 g = d // heads
                 a_row = A[d]
-                _gather(delta[b, d], n_steps, row)
+                _copy_steps(delta[b, d], n_steps, row)
                 _effective_delta(row, bias[d], softplus, n_steps, dt, slope)
                 hs[0, :] = _ZERO
                 for t in range(n_steps):
@@ -320,11 +321,11 @@ def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta,
                     elif n_steps > 0:
                         dy[t_first] = dout[b, d, 0]
                 elif has_z:
-                    _gather(dout[b, d], n_steps, row)
-                    _gather(z[b, d], n_steps, z_row)
+                    _copy_steps(dout[b, d], n_steps, row)
+                    _copy_steps(z[b, d], n_steps, z_row)
                     _gate_grads(row, z_row, n_steps, dy, dz_per_y)
                 else:
-                    _gather(dout[b, d], n_steps, dy)
+                    _copy_steps(dout[b, d], n_steps, dy)
                 if has_dlast:
                     carry[:] = dlast[b, d]
                 else:
