@@ -4,7 +4,8 @@
 on the first CPU call, and the ops import their kernel module (``mdaf_kernels.cpu.<op>``) only then.
 numba is the optional extra ``pip install "mdaf-kernels[cpu]"``: a plain wheel on Linux, macOS and
 Windows, no build step. Compiled code is cached on disk (``cache=True``), so only the first call on a
-machine pays the compile time.
+machine pays the compile time. ``primitives`` holds what the kernels share (the vectorisable exp,
+FTZ/DAZ, the fixed batch parts, the thread setting).
 """
 
 from __future__ import annotations

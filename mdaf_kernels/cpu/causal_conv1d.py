@@ -13,20 +13,20 @@ The output (and dx) is channel-last when x is (dense: the transpose of a contigu
 tensor, which Mamba's x_proj reads as "b d l -> b l d" without a copy) and contiguous otherwise, as
 the Triton op gives it. Tensors are passed as flat views of their storage plus strides, so any
 strides on the other axes are read in place. The channel-last backward also reads a channel-first
-dout, as the Mamba block hands it over (the sum of x_proj's channel-last gradient and the scan's
-channel-first du), transposing 16 steps of a row at a time into a buffer in cache. Other tensors
+dout (e.g. x_proj's channel-last gradient plus a channel-first du from the scan), transposing 16
+steps of a row at a time into a buffer in cache. Other tensors
 without unit stride on the loop nest's inner axis are copied first.
 
 SiLU is evaluated once per output element in the forward; the backward recomputes the
 pre-activation (only the inputs are kept for backward) and evaluates the SiLU derivative once per
-element, using the scan module's vectorisable exponential. The backward walks each row once: in the
+element, using the vectorisable exponential of ``primitives``. The backward walks each row once: in the
 channel-last layout it keeps the last ``width`` pre-activation gradients in a ring of rows, so dx at
 t - (width - 1) is complete at step t. dweight and dbias are summed per part of the batch (``PARTS``
 contiguous parts, a fixed number, run on ``torch.get_num_threads()`` threads) and the parts added
 afterwards in a fixed order: deterministic, no atomics, independent of the thread count.
 
 Everything computes in fp32 (other I/O dtypes are converted on the way in and out), with
-subnormals flushed to zero (FTZ/DAZ) for the kernel's duration, as in the scan.
+subnormals flushed to zero (FTZ/DAZ) for the kernel's duration (``primitives``).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from mdaf_kernels.cpu.selective_scan import (
-    _LOOP_FLAGS,
+from mdaf_kernels.cpu.primitives import (
+    LOOP_FLAGS,
     PARTS,
-    _exp,
-    _flush_subnormals,
-    _restore_fp_control,
-    _set_threads,
+    exp,
+    flush_subnormals,
+    restore_fp_control,
+    set_threads,
 )
 
 _f32 = np.float32
@@ -57,19 +57,19 @@ _CHUNK = np.uint64(16)
 # inner loops from vectorising; and they index rather than slice (a slice costs reference counting).
 # numpy's error model: a float division by zero gives inf instead of raising, so that loops with a
 # division (the sigmoid) have no branch.
-_inline = njit(fastmath=_LOOP_FLAGS, error_model="numpy", inline="always", cache=True)
-_parallel = njit(parallel=True, fastmath=_LOOP_FLAGS, error_model="numpy", cache=True)
+_inline = njit(fastmath=LOOP_FLAGS, error_model="numpy", inline="always", cache=True)
+_parallel = njit(parallel=True, fastmath=LOOP_FLAGS, error_model="numpy", cache=True)
 
 
 @_inline
 def _silu(pre):
-    return pre / (_ONE + _exp(-pre))
+    return pre / (_ONE + exp(-pre))
 
 
 @_inline
 def _silu_grad(pre, dout):
     """dout * d silu(pre) / d pre."""
-    sig = _ONE / (_ONE + _exp(-pre))
+    sig = _ONE / (_ONE + exp(-pre))
     return dout * sig * (_ONE + pre * (_ONE - sig))
 
 
@@ -121,13 +121,13 @@ def _fwd_channel_last(x, w_t, bias, out, batch, dim, length, sxb, sxl, sob, sol,
     """out[b, d, t] at out[b * sob + t * sol + d] from x[b * sxb + t * sxl + d]."""
     n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
-        fp_control = _flush_subnormals()
+        fp_control = flush_subnormals()
         pre = np.empty(dim, dtype=np.float32)
         for b in _rows(part, n_parts, batch):
             for t in range(length):
                 _pre_channel_last(pre, x, b * sxb, sxl, t, w_t, bias, has_bias)
                 _store_output(out, b * sob + t * sol, pre, silu)
-        _restore_fp_control(fp_control)
+        restore_fp_control(fp_control)
 
 
 @_parallel
@@ -141,7 +141,7 @@ def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, leng
     dout_channel_last = sgd == _U1 or dim == _U1
     n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
-        fp_control = _flush_subnormals()
+        fp_control = flush_subnormals()
         pre = np.empty(dim, dtype=np.float32)
         dpre = np.empty(width * dim, dtype=np.float32)  # the gradient of pre at step s at (s % width) * dim
         dout_chunk = np.empty(_U0 if dout_channel_last else _CHUNK * dim, dtype=np.float32)
@@ -176,7 +176,7 @@ def _bwd_channel_last(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, leng
                         row = (s + j) % width * dim
                         for d in range(dim):
                             dx[dx_s + d] += w_t[width - _U1 - j, d] * dpre[row + d]
-        _restore_fp_control(fp_control)
+        restore_fp_control(fp_control)
 
 
 # ----------------------------------------------------------------------------- channel-first
@@ -198,13 +198,13 @@ def _fwd_channel_first(x, w_t, bias, out, batch, dim, length, sxb, sxd, sob, sod
     """out[b, d, t] at out[b * sob + d * sod + t] from x[b * sxb + d * sxd + t]."""
     n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
-        fp_control = _flush_subnormals()
+        fp_control = flush_subnormals()
         pre = np.empty(length, dtype=np.float32)
         for b in _rows(part, n_parts, batch):
             for d in range(dim):
                 _pre_channel_first(pre, x, b * sxb + d * sxd, w_t, d, bias[d] if has_bias else _ZERO)
                 _store_output(out, b * sob + d * sod, pre, silu)
-        _restore_fp_control(fp_control)
+        restore_fp_control(fp_control)
 
 
 @_parallel
@@ -215,7 +215,7 @@ def _bwd_channel_first(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, len
     width = np.uint64(w_t.shape[0])
     n_parts = min(batch, _PARTS)
     for part in prange(n_parts):
-        fp_control = _flush_subnormals()
+        fp_control = flush_subnormals()
         pre = np.empty(length, dtype=np.float32)
         dpre = np.empty(length, dtype=np.float32)
         for b in _rows(part, n_parts, batch):
@@ -238,7 +238,7 @@ def _bwd_channel_first(x, w_t, bias, dout, dx, dw_part, db_part, batch, dim, len
                         dw += dpre[shift + i] * x[x_bd + i]  # d/dw[k] of pre[shift + i]
                         dx[dx_bd + i] += w * dpre[shift + i]  # dx[t] = sum_k w[k] dpre[t + width - 1 - k]
                     dw_part[part, k, d] += dw
-        _restore_fp_control(fp_control)
+        restore_fp_control(fp_control)
 
 
 # ----------------------------------------------------------------------------- host side
@@ -300,7 +300,7 @@ def causal_conv1d_cpu_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     out32 = out if out.dtype == torch.float32 else torch.empty_like(out, dtype=torch.float32)
     w_t, b = _params(weight, bias)
     kernel = _fwd_channel_last if channel_last else _fwd_channel_first
-    _set_threads()
+    set_threads()
     kernel(_flat(x32), w_t, b, _flat(out32), *_sizes_and_strides(channel_last, x32, out32), bias is not None,
            silu)
     return out if out32 is out else out.copy_(out32)
@@ -326,7 +326,7 @@ def causal_conv1d_cpu_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     dw_part = np.zeros((n_parts, width, dim), dtype=np.float32)
     db_part = np.zeros((n_parts, dim), dtype=np.float32)
     kernel = _bwd_channel_last if channel_last else _bwd_channel_first
-    _set_threads()
+    set_threads()
     if channel_last:
         strides = (*_sizes_and_strides(True, x32, dx32), *_u64(dout32.stride()))
     else:

@@ -5,9 +5,9 @@ steps once with its N-element state in registers/L1, fusing the discretisation, 
 the D skip. Rows are split into ``PARTS`` contiguous parts run in parallel (numba ``prange``, as many
 threads as ``torch.get_num_threads()``). The elementwise work around the recurrence (delta_bias and
 softplus, the SiLU(z) gate, and their gradients) runs inside the kernels too, as one vectorised pass
-over a (row, channel)'s steps with the arithmetic exp below and a series for softplus's log1p (libm
-calls would not vectorise): the host only converts layouts, and nothing (batch, dim, L)-sized is
-computed twice or held as a temporary.
+over a (row, channel)'s steps with the arithmetic exp of ``primitives`` and a series for softplus's
+log1p (libm calls would not vectorise): the host only converts layouts, and nothing (batch, dim,
+L)-sized is computed twice or held as a temporary.
 
 The backward recomputes each (row, channel)'s states and decays into a (L + 1, N) scratch buffer
 (a few KiB per thread, in cache) and runs the adjoint recurrence ``dh_t = exp(delta_{t+1} A) dh_{t+1}
@@ -19,144 +19,34 @@ d delta_bias are summed per part and the parts added afterwards: deterministic, 
 ``last_only``: the forward reads the state out once, at the row's last step; the backward injects
 the output gradient into the adjoint at that step only.
 
-The exponential is the cost that dominates (one per channel, state and step). numba has no vector
-math library here (no SVML), so ``_exp`` is written as arithmetic that vectorises: Cody-Waite range
-reduction, a degree-7 polynomial, and the power of two built from its exponent bits. Its relative
-error is below 2e-7 for inputs in [-87, 88] (tested); below -87 it returns 0 or a value below
-2e-38, above 88 it saturates at about 1.7e38 instead of overflowing.
-
-Everything computes in fp32 (inputs of other dtypes are converted, outputs converted back), with
-subnormals flushed to zero on x86 (FTZ/DAZ set for the kernel's duration, as on GPUs).
+The exponential is the cost that dominates (one per channel, state and step): ``primitives.exp``,
+arithmetic that vectorises. Everything computes in fp32 (inputs of other dtypes are converted,
+outputs converted back), with subnormals flushed to zero (``primitives``).
 """
 
 from __future__ import annotations
 
-import math
-import platform
-
-import numba
 import numpy as np
 import torch
-from llvmlite import ir
 from numba import boolean, float32, int64, njit, prange, void
-from numba.core import cgutils, types
-from numba.extending import intrinsic
 
-# Parts the batch is split into: enough for load balance on any core count, and fixed, so that the
-# partial sums (and the gradients) do not depend on the thread count.
-PARTS = 64
+from mdaf_kernels.cpu.primitives import (
+    LOOP_FLAGS,
+    PARTS,
+    exp,
+    flush_subnormals,
+    restore_fp_control,
+    set_threads,
+    sigmoid,
+)
 
 _f32 = np.float32
-_LOG2E = _f32(1.4426950408889634)
-# ln 2 split so that k * _LN2_HI is exact for |k| <= 127 (Cody-Waite).
-_LN2_HI = _f32(0.693359375)
-_LN2_LO = _f32(-2.12194440e-4)
-_EXP_COEFFS = tuple(_f32(1.0 / math.factorial(i)) for i in range(8))
-_C1, _C2, _C3, _C4, _C5, _C6, _C7 = _EXP_COEFFS[1:]
-_ZERO, _HALF, _ONE, _TWO = _f32(0.0), _f32(0.5), _f32(1.0), _f32(2.0)
+_ZERO, _ONE, _TWO = _f32(0.0), _f32(1.0), _f32(2.0)
 # 1 / (2k + 1): the odd series of atanh, for softplus's log1p.
 _S3, _S5, _S7, _S9, _S11, _S13, _S15 = (_f32(1.0 / k) for k in range(3, 16, 2))
-_EXP2_MIN, _EXP2_MAX = _f32(-127.0), _f32(127.0)
-
-# The range reduction must be evaluated as written (no reassociation); NaN and Inf still propagate.
-_EXP_FLAGS = {"nsz", "contract", "arcp"}
-# The scan loops may reassociate (vectorised dot products and sums) and fuse multiply-adds.
-# Every function compiles with error_model="numpy": a float division by zero gives inf or nan, as in
-# torch, instead of Python's check, whose branch keeps loops with a division from vectorising.
-_LOOP_FLAGS = {"nsz", "contract", "arcp", "reassoc"}
 
 
-@intrinsic
-def _pow2(typingctx, k):
-    """2**k for an integral float32 k in [-126, 127] (0 for -127), built from its exponent bits in int32
-    (numba's own integer arithmetic widens to 64 bits, which costs a vector loop several instructions)."""
-    sig = types.float32(k)
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        biased = builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127))
-        return builder.bitcast(builder.shl(biased, ir.Constant(i32, 23)), ir.FloatType())
-
-    return sig, codegen
-
-
-# Flush-to-zero and denormals-are-zero in x86's MXCSR. Subnormal operands cost an x86 core about a
-# hundred cycles each (a microcode assist), and an adjoint that decays with no input (last_only)
-# reaches them within a few steps (a 20x slower backward here); GPUs flush them too.
-_MXCSR_FTZ_DAZ = 0x8040
-
-
-def _mxcsr_call(builder, name, slot):
-    fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-    builder.call(fn, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
-
-
-@intrinsic
-def _x86_flush_subnormals(typingctx):
-    """Set FTZ and DAZ in this thread's MXCSR; return the previous MXCSR."""
-    sig = types.uint32()
-
-    def codegen(context, builder, signature, args):
-        slot = cgutils.alloca_once(builder, ir.IntType(32))
-        _mxcsr_call(builder, "llvm.x86.sse.stmxcsr", slot)
-        previous = builder.load(slot)
-        builder.store(builder.or_(previous, ir.Constant(ir.IntType(32), _MXCSR_FTZ_DAZ)), slot)
-        _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
-        return previous
-
-    return sig, codegen
-
-
-@intrinsic
-def _x86_restore_fp_control(typingctx, previous):
-    """Load a saved MXCSR back."""
-    sig = types.void(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        slot = cgutils.alloca_once(builder, ir.IntType(32))
-        builder.store(args[0], slot)
-        _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-if platform.machine().lower() in ("x86_64", "amd64", "x86", "i686"):
-    _flush_subnormals, _restore_fp_control = _x86_flush_subnormals, _x86_restore_fp_control
-else:  # other CPUs (e.g. Arm) handle subnormals without a large penalty
-
-    @njit(cache=True, error_model="numpy")
-    def _flush_subnormals():
-        return np.uint32(0)
-
-    @njit(cache=True, error_model="numpy")
-    def _restore_fp_control(previous):
-        pass
-
-
-@njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
-def _exp(x):
-    """exp(x) in fp32 from arithmetic alone, so loops calling it vectorise."""
-    k = np.floor(min(max(x * _LOG2E, _EXP2_MIN), _EXP2_MAX) + _HALF)
-    r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2) / 2
-    p = _ONE + r * (_C1 + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * (_C6 + r * _C7))))))
-    return p * _pow2(k)
-
-
-@njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
-def exp_array(x, out):
-    """``out[i] = _exp(x[i])``: the vectorised exponential, exposed for its accuracy test."""
-    for i in range(x.shape[0]):
-        out[i] = _exp(x[i])
-
-
-@njit(fastmath=_EXP_FLAGS, cache=True, error_model="numpy")
-def _sigmoid(x):
-    return _ONE / (_ONE + _exp(-x))
-
-
-@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _effective_delta(delta_row, bias, softplus, n_steps, dt, slope):
     """dt[t] = softplus(delta_row[t] + bias) (or without softplus) and slope[t] its derivative by
     delta_row[t], for t < n_steps: one vectorised pass per (row, channel). softplus(x) = max(x, 0) +
@@ -169,7 +59,7 @@ def _effective_delta(delta_row, bias, softplus, n_steps, dt, slope):
         return
     for t in range(n_steps):
         x = delta_row[t] + bias
-        e = _exp(-abs(x))
+        e = exp(-abs(x))
         s = e / (_TWO + e)
         s2 = s * s
         series = _ONE + s2 * (_S3 + s2 * (_S5 + s2 * (_S7 + s2 * (_S9 + s2 * (_S11 + s2 * (_S13
@@ -178,7 +68,7 @@ def _effective_delta(delta_row, bias, softplus, n_steps, dt, slope):
         slope[t] = (_ONE if x >= _ZERO else e) / (_ONE + e)
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _copy_steps(src, n, dst):
     """dst[:n] = src[:n] for a (row, channel)'s steps, either side of any stride: from a channel-last
     (batch, L, dim) tensor seen as (batch, dim, L) into a contiguous buffer the vector loops read, or
@@ -187,15 +77,15 @@ def _copy_steps(src, n, dst):
         dst[t] = src[t]
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _advance(h_prev, h, decay, a_row, b_row, dt, dtu):
     """h = exp(dt A) h_prev + dt u B over the N states, the decays stored in ``decay``."""
     for k in range(h.shape[0]):
-        decay[k] = _exp(dt * a_row[k])
+        decay[k] = exp(dt * a_row[k])
         h[k] = decay[k] * h_prev[k] + dtu * b_row[k]
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _dot(x, y):
     acc = _ZERO
     for k in range(x.shape[0]):
@@ -203,11 +93,11 @@ def _dot(x, y):
     return acc
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _gate(y_row, z_row, n_steps):
     """y_row[t] *= silu(z_row[t]) for t < n_steps."""
     for t in range(n_steps):
-        y_row[t] *= z_row[t] * _sigmoid(z_row[t])
+        y_row[t] *= z_row[t] * sigmoid(z_row[t])
 
 
 # (batch, dim, L) arrays of any strides ('A' layout): u, delta, z, the output and the gradients come
@@ -219,7 +109,7 @@ _F1, _F2, _F3, _F4 = float32[::1], float32[:, ::1], float32[:, :, ::1], float32[
 
 
 @njit(void(_ROWS, _ROWS, _F2, _F4, _F4, _F1, _ROWS, _F1, int64[::1], _ROWS, _F3, int64, boolean, boolean,
-           boolean), parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+           boolean), parallel=True, fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, softplus, last_only,
               store_last):
     """y = (C . h + D u) silu(z): (batch, dim, L), or (batch, dim, 1) at each row's last step with
@@ -231,7 +121,7 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
     has_z = z.shape[0] > 0
     n_parts = min(batch, PARTS)
     for part in prange(n_parts):
-        fp_control = _flush_subnormals()
+        fp_control = flush_subnormals()
         h = np.empty((2, dstate), dtype=np.float32)  # the state before and after a step, alternating
         decay = np.empty(dstate, dtype=np.float32)
         dt, slope = np.empty(length, dtype=np.float32), np.empty(length, dtype=np.float32)
@@ -253,7 +143,7 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
                     t = n_steps - 1
                     if n_steps > 0:
                         y_last = _dot(h_last, Ct[b, g, t]) + D[d] * u[b, d, t]
-                        y[b, d, 0] = y_last * z[b, d, t] * _sigmoid(z[b, d, t]) if has_z else y_last
+                        y[b, d, 0] = y_last * z[b, d, t] * sigmoid(z[b, d, t]) if has_z else y_last
                     else:
                         y[b, d, 0] = _ZERO
                 else:
@@ -264,22 +154,22 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
                     y[b, d, n_steps:] = _ZERO
                 if store_last:
                     last_state[b, d, :] = h_last
-        _restore_fp_control(fp_control)
+        restore_fp_control(fp_control)
 
 
-@njit(fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+@njit(fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _gate_grads(dout_row, z_row, n_steps, dy, dz_per_y):
     """For y silu(z): dy[t] (the gradient of y) and dz_per_y[t] (dz[t] = dz_per_y[t] y[t])."""
     for t in range(n_steps):
         z_t = z_row[t]
-        sig = _sigmoid(z_t)
+        sig = sigmoid(z_t)
         dy[t] = dout_row[t] * z_t * sig
         dz_per_y[t] = dout_row[t] * sig * (_ONE + z_t * (_ONE - sig))
 
 
 @njit(void(_ROWS, _ROWS, _F2, _F4, _F4, _F1, _ROWS, _F1, int64[::1], _ROWS, _F3, _ROWS, _ROWS, _ROWS, _F4,
            _F4, _F3, _F2, _F2, int64, boolean, boolean, boolean),
-      parallel=True, fastmath=_LOOP_FLAGS, cache=True, error_model="numpy")
+      parallel=True, fastmath=LOOP_FLAGS, cache=True, error_model="numpy")
 def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta, dz, dBt, dCt, dA_part,
               dD_part, dbias_part, heads, softplus, has_dlast, last_only):
     """Gradients through ``_scan_fwd`` given dout (the gradient of its output; (batch, dim, 1) with
@@ -291,7 +181,7 @@ def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta,
     has_z = z.shape[0] > 0
     n_parts = min(batch, PARTS)
     for part in prange(n_parts):
-        fp_control = _flush_subnormals()
+        fp_control = flush_subnormals()
         hs = np.empty((length + 1, dstate), dtype=np.float32)  # hs[t + 1] = state after step t
         decays = np.empty((length, dstate), dtype=np.float32)
         carry = np.empty(dstate, dtype=np.float32)  # exp(delta_{t+1} A) dh_{t+1}
@@ -366,15 +256,10 @@ def _scan_bwd(u, delta, A, Bt, Ct, D, z, bias, lengths, dout, dlast, du, ddelta,
                     dz[b, d, :] = _ZERO
                     for t in range(t_first, n_steps):
                         dz[b, d, t] = dz_per_y[t] * y[t]
-        _restore_fp_control(fp_control)
+        restore_fp_control(fp_control)
 
 
 # ----------------------------------------------------------------------------- host side
-def _set_threads() -> None:
-    """Use the threads torch uses (its thread setting is the package's one knob), within numba's pool."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 def _array(t: torch.Tensor | None, *, ndim: int = 1) -> np.ndarray:
     """A contiguous fp32 numpy view or copy of ``t``; an empty array of rank ``ndim`` for None."""
     if t is None:
@@ -426,7 +311,7 @@ def selective_scan_cpu_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_s
     args, heads = _kernel_inputs(u, delta, A, B, C, D, z, delta_bias, lengths)
     out = torch.empty(batch, dim, 1) if last_only else _rows_like(u)
     last_state = np.empty((batch, dim, A.shape[1]) if return_last_state else (0, 0, 0), dtype=np.float32)
-    _set_threads()
+    set_threads()
     _scan_fwd(*args, out.numpy(), last_state, heads, bool(delta_softplus), bool(last_only),
               bool(return_last_state))
     last_t = torch.from_numpy(last_state) if return_last_state else u.new_empty(0, dtype=torch.float32)
@@ -447,7 +332,7 @@ def selective_scan_cpu_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bia
     n_parts = min(batch, PARTS)
     dA_part = np.zeros((n_parts, dim, dstate), dtype=np.float32)
     dD_part, dbias_part = (np.zeros((n_parts, dim), dtype=np.float32) for _ in range(2))
-    _set_threads()
+    set_threads()
     _scan_bwd(*args, dout, _array(dlast_state, ndim=3), du.numpy(), ddelta.numpy(), _rows(dz), dBt, dCt,
               dA_part, dD_part, dbias_part, heads, bool(delta_softplus), dlast_state is not None,
               bool(last_only))

@@ -421,7 +421,7 @@ def test_cpu_backend_runs_float64_exactly(seeded):
 def test_cpu_exp_relative_error_is_below_2e_7():
     """The vectorisable exp of the CPU kernel against float64 exp over fp32's normal range."""
     pytest.importorskip("numba")
-    from mdaf_kernels.cpu.selective_scan import exp_array
+    from mdaf_kernels.cpu.primitives import exp_array
 
     x = np.concatenate([np.linspace(-87.0, 88.0, 1_000_001), np.linspace(-1e-3, 1e-3, 10_001)])
     x = x.astype(np.float32)
