@@ -38,14 +38,15 @@ from numba import njit, prange
 from mdaf_kernels.cpu.primitives import (
     LOOP_FLAGS,
     PARTS,
-    exp,
     flush_subnormals,
     restore_fp_control,
     set_threads,
+    silu_slope,
 )
+from mdaf_kernels.cpu.primitives import silu as _silu  # `silu` names the kernels' activation flag
 
 _f32 = np.float32
-_ZERO, _ONE = _f32(0.0), _f32(1.0)
+_ZERO = _f32(0.0)
 _U0, _U1 = np.uint64(0), np.uint64(1)
 _PARTS = np.uint64(PARTS)
 # Steps of a channel-first dout transposed at a time in the channel-last backward (16 x 128 channels:
@@ -59,18 +60,6 @@ _CHUNK = np.uint64(16)
 # division (the sigmoid) have no branch.
 _inline = njit(fastmath=LOOP_FLAGS, error_model="numpy", inline="always", cache=True)
 _parallel = njit(parallel=True, fastmath=LOOP_FLAGS, error_model="numpy", cache=True)
-
-
-@_inline
-def _silu(pre):
-    return pre / (_ONE + exp(-pre))
-
-
-@_inline
-def _silu_grad(pre, dout):
-    """dout * d silu(pre) / d pre."""
-    sig = _ONE / (_ONE + exp(-pre))
-    return dout * sig * (_ONE + pre * (_ONE - sig))
 
 
 @_inline
@@ -89,7 +78,7 @@ def _pre_grad(dpre, dpre_start, pre, dout, dout_start, silu):
     """dpre[dpre_start + i] = dout[dout_start + i] times silu'(pre[i]) (or not) for i < len(pre)."""
     if silu:
         for i in range(np.uint64(pre.shape[0])):
-            dpre[dpre_start + i] = _silu_grad(pre[i], dout[dout_start + i])
+            dpre[dpre_start + i] = dout[dout_start + i] * silu_slope(pre[i])
     else:
         for i in range(np.uint64(pre.shape[0])):
             dpre[dpre_start + i] = dout[dout_start + i]

@@ -135,6 +135,18 @@ def sigmoid(x):
     return _ONE / (_ONE + exp(-x))
 
 
+@njit(fastmath=EXP_FLAGS, cache=True, error_model="numpy")
+def silu(x):
+    return x * sigmoid(x)
+
+
+@njit(fastmath=EXP_FLAGS, cache=True, error_model="numpy")
+def silu_slope(x):
+    """d silu(x) / dx = sigmoid(x) (1 + x (1 - sigmoid(x)))."""
+    sig = sigmoid(x)
+    return sig * (_ONE + x * (_ONE - sig))
+
+
 def set_threads() -> None:
     """Use the threads torch uses (its thread setting is the package's one knob), within numba's pool."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))

@@ -37,7 +37,8 @@ from mdaf_kernels.cpu.primitives import (
     flush_subnormals,
     restore_fp_control,
     set_threads,
-    sigmoid,
+    silu,
+    silu_slope,
 )
 
 _f32 = np.float32
@@ -97,7 +98,7 @@ def _dot(x, y):
 def _gate(y_row, z_row, n_steps):
     """y_row[t] *= silu(z_row[t]) for t < n_steps."""
     for t in range(n_steps):
-        y_row[t] *= z_row[t] * sigmoid(z_row[t])
+        y_row[t] *= silu(z_row[t])
 
 
 # (batch, dim, L) arrays of any strides ('A' layout): u, delta, z, the output and the gradients come
@@ -143,7 +144,7 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
                     t = n_steps - 1
                     if n_steps > 0:
                         y_last = _dot(h_last, Ct[b, g, t]) + D[d] * u[b, d, t]
-                        y[b, d, 0] = y_last * z[b, d, t] * sigmoid(z[b, d, t]) if has_z else y_last
+                        y[b, d, 0] = y_last * silu(z[b, d, t]) if has_z else y_last
                     else:
                         y[b, d, 0] = _ZERO
                 else:
@@ -161,10 +162,8 @@ def _scan_fwd(u, delta, A, Bt, Ct, D, z, bias, lengths, y, last_state, heads, so
 def _gate_grads(dout_row, z_row, n_steps, dy, dz_per_y):
     """For y silu(z): dy[t] (the gradient of y) and dz_per_y[t] (dz[t] = dz_per_y[t] y[t])."""
     for t in range(n_steps):
-        z_t = z_row[t]
-        sig = sigmoid(z_t)
-        dy[t] = dout_row[t] * z_t * sig
-        dz_per_y[t] = dout_row[t] * sig * (_ONE + z_t * (_ONE - sig))
+        dy[t] = dout_row[t] * silu(z_row[t])
+        dz_per_y[t] = dout_row[t] * silu_slope(z_row[t])
 
 
 @njit(void(_ROWS, _ROWS, _F2, _F4, _F4, _F1, _ROWS, _F1, int64[::1], _ROWS, _F3, _ROWS, _ROWS, _ROWS, _F4,
