@@ -26,6 +26,7 @@ numba cache), so compile time is reported, not hidden.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
@@ -39,7 +40,7 @@ from conftest import REPO_ROOT, hbm_bandwidth, record_measurement, run_benchmark
 
 from mdaf_kernels import backend
 from mdaf_kernels.ops.selective_scan import selective_scan_fn
-from mdaf_kernels.reference.selective_scan import num_checkpoints, selective_scan_ref
+from mdaf_kernels.reference.selective_scan import CHUNK, num_checkpoints, selective_scan_ref
 from mdaf_kernels.tools.memory import PeakMemory, count_saved_tensors
 
 DIM, DSTATE = 128, 32
@@ -74,9 +75,12 @@ def make_inputs(batch, length, dtype, device, seed=0):
 
 
 def kernel_traffic(batch, length, esize, mode) -> tuple[int, int]:
-    """(bytes the Triton kernels must move, exponentials they evaluate) for one call."""
+    """(bytes the Triton kernels must move, exponentials they evaluate) for one call. The last-position
+    backward keeps a state per chunk, the final one included, and evaluates one exponential per
+    element instead of two (it has no forward pass); its other traffic is counted as the full one's."""
     bdl, bnl, bdn = batch * DIM * length, batch * DSTATE * length, batch * DIM * DSTATE
-    ckpt = 4 * bdn * num_checkpoints(length)
+    last_only = mode == "forward_backward_last_only"
+    ckpt = 4 * bdn * (math.ceil(length / CHUNK) if last_only else num_checkpoints(length))
     fwd_bytes = esize * (4 * bdl + 2 * bnl) + ckpt  # u, delta, z, B, C in; out and checkpoints out
     fwd_exps = bdl * DSTATE
     if mode == "forward":
@@ -86,7 +90,7 @@ def kernel_traffic(batch, length, esize, mode) -> tuple[int, int]:
     dbc = 2 * 4 * bnl + (0 if esize == 4 else 2 * (4 + esize) * bnl)
     partials = 2 * 4 * bdn
     bwd_bytes = esize * (7 * bdl + 2 * bnl) + ckpt + dbc + partials
-    return fwd_bytes + bwd_bytes, fwd_exps + 2 * bdl * DSTATE
+    return fwd_bytes + bwd_bytes, fwd_exps + (1 if last_only else 2) * bdl * DSTATE
 
 
 def floor_ms(device, nbytes, nexp) -> float | None:
@@ -151,7 +155,7 @@ def test_selective_scan(benchmark, bench_device, variant, mode, length, dtype_na
             fn(**leaves, **kwargs)
         saved = counted.activation_bytes
 
-    nbytes, nexp = kernel_traffic(batch, length, ins["u"].element_size(), mode.replace("_last_only", ""))
+    nbytes, nexp = kernel_traffic(batch, length, ins["u"].element_size(), mode)
     extra = dict(batch=batch, seqlen=length, dim=DIM, dstate=DSTATE, saved_for_backward_bytes=saved,
                  input_bytes=sum(t.numel() * t.element_size() for t in ins.values()),
                  kernel_bytes_moved=nbytes, kernel_exp_count=nexp)

@@ -14,7 +14,8 @@ fp32 registers and walks the sequence once (L is a runtime argument), fusing the
 SiLU(z) gate. It writes the output, optionally the last state, and the state at every ``CHUNK``-step
 boundary (none when L <= CHUNK): the only thing kept for backward besides the inputs. With
 ``HAS_LENGTHS`` a program stops at its row's length (the host zero-fills the outputs after it); with
-``LAST_ONLY`` it stores no per-step output, only one readout of the final state at the last step.
+``LAST_ONLY`` it stores no per-step output, only one readout of the final state at the last step, and
+the state at the end of every chunk, the row's final state included.
 
 Backward kernel: one program per (batch element, B/C group) walks the group's channel blocks in
 turn; for each it walks the chunks from last to first, each twice from its checkpoint, with the
@@ -24,8 +25,11 @@ gradient of the decay, ``exp(delta_t A) dh_t h_{t-1}``, is formed from suffix su
 share (see the kernel). The program sums dB and dC over its channels itself (each block adds its
 share to what the earlier blocks stored, in fp32); sums over the batch (dA, dD, d delta_bias) are
 written as fp32 partials per program and reduced afterwards in torch: deterministic, no atomics.
-With ``LAST_ONLY`` the output gradient enters the adjoint once, at the row's last step, and the
-forward pass only recomputes the state (the output side is taken at that one step).
+
+Last-position backward (``last_only``), its own kernel: the output gradient enters the adjoint once,
+at the row's last step, so one reverse walk from the final state suffices: no forward pass and one
+exp2 per element, the decay's gradient from ``dh_t h_t`` carried back by differences (see the
+kernel). Same programs and reductions as the full backward.
 
 CPU tensors run the compiled CPU kernel (``mdaf_kernels.cpu.selective_scan``, numba) when numba is
 installed (backend ``cpu``, the ``auto`` choice), else the PyTorch path in
@@ -241,11 +245,15 @@ def _selective_scan_fwd_kernel(
             if not LAST_ONLY:
                 b_y = _readout(b_y, b_u, b_D, z_ptr + p_row + t, m_d, HAS_D, HAS_Z)
                 tl.store(out_ptr + p_row + t, b_y.to(out_ptr.dtype.element_ty), mask=m_d)
-        # Checkpoint k holds the state after chunk k (entering chunk k + 1), for the backward.
+        # Checkpoint k holds the state after chunk k (entering chunk k + 1), for the backward; with
+        # LAST_ONLY every chunk's, the row's last included (the backward starts from the final state).
         i_k = t0 // CHUNK_T
         if INT64_OFFSETS:
             i_k = tl.cast(i_k, tl.int64)
-        if (t0 + CHUNK_T <= n_steps) & (i_k < n_ckpt):
+        store_ckpt = i_k < n_ckpt
+        if not LAST_ONLY:
+            store_ckpt = store_ckpt & (t0 + CHUNK_T <= n_steps)
+        if store_ckpt:
             for n in tl.static_range(DSTATE):
                 tl.store(ckpt_ptr + (i_k * dim + o_d) * DSTATE + n, b_h[n], mask=m_d)
     if LAST_ONLY:
@@ -304,6 +312,29 @@ def _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum):
 
 
 @triton.jit
+def _channel_block(A_ptr, D_ptr, delta_bias_ptr, i_g, i_blk, heads, dim, seqlen, dstate, o_n, m_n,
+                   HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr, INT64_OFFSETS: tl.constexpr,
+                   BLOCK_D: tl.constexpr):
+    """A backward channel block's indices and parameters: [BD] channels, their mask and (d, 0) offset
+    in a (dim, L) array, the [BD, BN] mask and (d, n) offset in a (dim, N) array, A (scaled by
+    log2(e) once, so that each step's decay is one exp2), D and delta_bias (0 when absent)."""
+    o_d = i_g * heads + i_blk * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
+    m_d = o_d < dim
+    m_dn = m_d[:, None] & m_n[None, :]
+    if INT64_OFFSETS:
+        o_d = o_d.to(tl.int64)
+    o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN]
+    b_A2 = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634  # [BD, BN]
+    b_D = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_DELTA_BIAS:
+        b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+    return o_d, m_d, o_d * seqlen, m_dn, o_dn, b_A2, b_D, b_bias
+
+
+@triton.jit
 def _store_dC_dz(dC_ptrs, b_dC, m_acc, m_n, dz_ptrs, b_dout, b_y, b_z, b_sig, m_d, HAS_Z: tl.constexpr):
     """Store one step's dC (plus the earlier channel blocks' sums) and dz (``b_y`` = C . h + D u)."""
     b_dC += tl.load(dC_ptrs, mask=m_acc, other=0.0)
@@ -311,6 +342,25 @@ def _store_dC_dz(dC_ptrs, b_dC, m_acc, m_n, dz_ptrs, b_dout, b_y, b_z, b_sig, m_
     if HAS_Z:
         b_dz = b_dout * b_y * b_sig * (1.0 + b_z * (1.0 - b_sig))
         tl.store(dz_ptrs, b_dz.to(dz_ptrs.dtype.element_ty), mask=m_d)
+
+
+@triton.jit
+def _bwd_row(B_ptr, C_ptr, dB_ptr, dC_ptr, dlast_ptr, ckpt_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr,
+             lengths_ptr, i_b, i_g, dim, seqlen, dstate, groups, n_ckpt,
+             stride_Bb, stride_Bg, stride_Cb, stride_Cg, HAS_LENGTHS: tl.constexpr):
+    """A backward program's base pointers for its (batch element, group) in the arrays indexed by
+    state (64-bit offsets), and the row's step count (the forward walked no further; the host
+    zero-fills the gradients after it)."""
+    i_b64 = i_b.to(tl.int64)
+    p_bc = (i_b64 * groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in dB and dC
+    if HAS_LENGTHS:
+        n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
+    else:
+        n_steps = seqlen
+    return (B_ptr + i_b64 * stride_Bb + i_g * stride_Bg, C_ptr + i_b64 * stride_Cb + i_g * stride_Cg,
+            dB_ptr + p_bc, dC_ptr + p_bc, dlast_ptr + i_b64 * dim * dstate,
+            ckpt_ptr + i_b64 * n_ckpt * dim * dstate, dA_part_ptr + i_b64 * dim * dstate,
+            dD_part_ptr + i_b64 * dim, dbias_part_ptr + i_b64 * dim, n_steps)
 
 
 @triton.jit
@@ -327,7 +377,6 @@ def _selective_scan_bwd_kernel(
     DELTA_SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr,
     HAS_LENGTHS: tl.constexpr,
-    LAST_ONLY: tl.constexpr,
     INT64_OFFSETS: tl.constexpr,
     CHUNK_T: tl.constexpr,
     WINDOW_T: tl.constexpr,
@@ -354,8 +403,7 @@ def _selective_scan_bwd_kernel(
     # and the states between windows in a per-program scratch. Two exp2 per element. The two sides
     # are larger than their difference (up to about WINDOW_T / 2 times), which costs dA and d delta
     # some fp32 rounding (dA ~6e-7 relative at 8-step windows where the direct e_k h_{k-1} has 2e-7),
-    # bounded by the window, not by L. With LAST_ONLY the one readout's C dy joins the adjoint
-    # entering the last window, whose closing term then brings in its c h terms.
+    # bounded by the window, not by L.
     # One flat grid axis (no 65535 limit on the batch); consecutive programs share a batch element.
     i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
     i_b64 = i_b.to(tl.int64)
@@ -366,10 +414,7 @@ def _selective_scan_bwd_kernel(
     p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z, the full dout and the gradients
     u_ptr += p_bdl
     delta_ptr += p_bdl
-    if LAST_ONLY:
-        dout_ptr += i_b64 * dim  # dout is (batch, dim)
-    else:
-        dout_ptr += p_bdl
+    dout_ptr += p_bdl
     du_ptr += p_bdl
     ddelta_ptr += p_bdl
     # This program's scratch, rewritten for every chunk of every block (so it stays in cache): phi
@@ -384,52 +429,20 @@ def _selective_scan_bwd_kernel(
     if HAS_Z:
         z_ptr += p_bdl
         dz_ptr += p_bdl
-    B_ptr += i_b64 * stride_Bb + i_g * stride_Bg
-    C_ptr += i_b64 * stride_Cb + i_g * stride_Cg
-    p_bc = (i_b64 * groups + i_g) * dstate * seqlen  # offset of (b, g, 0, 0) in dB and dC
-    dB_ptr += p_bc
-    dC_ptr += p_bc
-    dlast_ptr += i_b64 * dim * dstate
-    ckpt_ptr += i_b64 * n_ckpt * dim * dstate
-    dA_part_ptr += i_b64 * dim * dstate
-    dD_part_ptr += i_b64 * dim
-    dbias_part_ptr += i_b64 * dim
-    # The row's steps (the forward walked no further); the host zero-fills the gradients after them.
-    if HAS_LENGTHS:
-        n_steps = tl.load(lengths_ptr + i_b).to(tl.int32)
-    else:
-        n_steps = seqlen
+    (B_ptr, C_ptr, dB_ptr, dC_ptr, dlast_ptr, ckpt_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr,
+     n_steps) = _bwd_row(B_ptr, C_ptr, dB_ptr, dC_ptr, dlast_ptr, ckpt_ptr, dA_part_ptr, dD_part_ptr,
+                         dbias_part_ptr, lengths_ptr, i_b, i_g, dim, seqlen, dstate, groups, n_ckpt,
+                         stride_Bb, stride_Bg, stride_Cb, stride_Cg, HAS_LENGTHS)
     o_nl = o_n * seqlen  # [BN] offset of (n, 0) in dB and dC
     if INT64_OFFSETS:
         o_nl = o_n.to(tl.int64) * seqlen
     p_Bn = B_ptr + o_n * stride_Bn  # [BN] pointers to (n, 0)
     p_Cn = C_ptr + o_n * stride_Cn
     for i_blk in range(0, n_dblocks):
-        o_d = i_g * heads + i_blk * BLOCK_D + tl.arange(0, BLOCK_D)  # [BD]
-        m_d = o_d < dim
-        m_dn = m_d[:, None] & m_n[None, :]
+        o_d, m_d, p_row, m_dn, o_dn, b_A2, b_D, b_bias = _channel_block(
+            A_ptr, D_ptr, delta_bias_ptr, i_g, i_blk, heads, dim, seqlen, dstate, o_n, m_n, HAS_D,
+            HAS_DELTA_BIAS, INT64_OFFSETS, BLOCK_D)
         m_acc = m_n & (i_blk > 0)  # [BN] earlier blocks' dB and dC sums to add to
-        if INT64_OFFSETS:
-            o_d = o_d.to(tl.int64)
-        o_dn = o_d[:, None] * dstate + o_n[None, :]  # [BD, BN] offset of (d, n) in a (dim, N) array
-        p_row = o_d * seqlen  # [BD] offset of (d, 0)
-        # Scaled by log2(e) once, so that each step's decay is one exp2.
-        b_A2 = tl.load(A_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32) * 1.4426950408889634  # [BD, BN]
-        b_D = tl.zeros([BLOCK_D], dtype=tl.float32)
-        if HAS_D:
-            b_D = tl.load(D_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-        b_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-        if HAS_DELTA_BIAS:
-            b_bias = tl.load(delta_bias_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-        if LAST_ONLY:
-            # The output was read at the row's last step only: its gradient enters there, once.
-            t_last = n_steps - 1
-            if INT64_OFFSETS:
-                t_last = tl.cast(t_last, tl.int64)
-            m_last = tl.where(t_last >= 0, m_d, False)  # [BD] (none for an empty row)
-            o_last = p_row + t_last
-            m_n_last = tl.where(t_last >= 0, m_n, False)  # [BN]
-            b_Ddy_last = tl.zeros([BLOCK_D], dtype=tl.float32)  # D dy at the last step, for du there
 
         # The adjoint entering the last step of the chunk walked next (the last state's gradient first).
         b_e = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
@@ -460,41 +473,21 @@ def _selective_scan_bwd_kernel(
                     o_t = p_row + t  # [BD] (one offset for every (d, t) array: no hoisted pointer blocks)
                     b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
                     b_dt, _ = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
-                    if not LAST_ONLY:
-                        b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
-                        b_z, b_sig, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
+                    b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
+                    b_z, b_sig, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
                     b_cum += tl.where(t > w0, b_dt, 0.0)
                     b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-                    if not LAST_ONLY:
-                        b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                    b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
                     b_h = _exp2(b_dt[:, None] * b_A2) * b_h + (b_dt * b_u)[:, None] * b_Bt[None, :]
-                    if not LAST_ONLY:
-                        b_dA_t, b_phi, b_dC, b_ch = _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum)
-                        b_dA += b_dA_t
-                        tl.store(scratch_ptr + o_phi + (t - t0), b_phi, mask=m_d)
-                        _store_dC_dz(dC_ptr + o_nl + t, b_dC, m_acc, m_n, dz_ptr + o_t, b_dout,
-                                     b_ch + b_D * b_u, b_z, b_sig, m_d, HAS_Z)
+                    b_dA_t, b_phi, b_dC, b_ch = _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum)
+                    b_dA += b_dA_t
+                    tl.store(scratch_ptr + o_phi + (t - t0), b_phi, mask=m_d)
+                    _store_dC_dz(dC_ptr + o_nl + t, b_dC, m_acc, m_n, dz_ptr + o_t, b_dout,
+                                 b_ch + b_D * b_u, b_z, b_sig, m_d, HAS_Z)
                 tl.store(p_win_cum + i_w * BLOCK_D + o_win, b_cum)
                 tl.store(p_win_h + (i_w + 1) * BLOCK_D * BLOCK_N + o_win_dn, b_h)
             # The reverse pass reads the scratch as stored by any thread.
             tl.debug_barrier()
-            if LAST_ONLY:
-                if i_rev == 0:
-                    # The chunk holding the row's last step, the one read out: dC and dz there, and the
-                    # adjoint's one injection, C dy, ahead of the reverse pass. Entering with the later
-                    # adjoint, it also brings in the readout's share of dA and phi at that step (the
-                    # last window's closing term: (e + C dy) h).
-                    b_dout_last = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
-                    b_z_last, b_sig_last, b_dy_last = _step_dy(b_dout_last, z_ptr + o_last, m_last, HAS_Z)
-                    b_u_last = tl.load(u_ptr + o_last, mask=m_last, other=0.0).to(tl.float32)
-                    b_C_last = tl.load(p_Cn + t_last * stride_Cl, mask=m_n_last, other=0.0).to(tl.float32)
-                    b_ch = tl.sum(b_h * b_C_last[None, :], axis=1)  # [BD] C . h
-                    _store_dC_dz(dC_ptr + o_nl + t_last, tl.sum(b_h * b_dy_last[:, None], axis=0), m_acc, m_n,
-                                 dz_ptr + o_last, b_dout_last, b_ch + b_D * b_u_last, b_z_last, b_sig_last,
-                                 m_d, HAS_Z)
-                    b_e += b_dy_last[:, None] * b_C_last[None, :]
-                    b_Ddy_last = b_D * b_dy_last
-                    b_dD += b_dy_last * b_u_last
 
             # Reverse: dh, dB, du, d delta and the dh side of dA, window by window.
             for i_wr in range(0, n_windows):
@@ -511,25 +504,18 @@ def _selective_scan_bwd_kernel(
                         t = tl.cast(t, tl.int64)
                     o_t = p_row + t
                     b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
-                    if not LAST_ONLY:
-                        b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
-                        _, _, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
+                    b_dout = tl.load(dout_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)
+                    _, _, b_dy = _step_dy(b_dout, z_ptr + o_t, m_d, HAS_Z)
                     b_dt, b_dsoftplus = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS,
                                                     DELTA_SOFTPLUS)
                     b_dtu = b_dt * b_u
                     b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
-                    if LAST_ONLY:
-                        b_dh = b_e  # [BD, BN] (C_t dy_t is in already)
-                    else:
-                        b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
-                        b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
+                    b_Ct = tl.load(p_Cn + t * stride_Cl, mask=m_n, other=0.0).to(tl.float32)
+                    b_dh = b_e + b_dy[:, None] * b_Ct[None, :]  # [BD, BN]
                     b_dhB = b_dh * b_Bt[None, :]  # dh_t x_t / (delta_t u_t)
                     b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
                     b_psi = b_dtu * tl.sum(b_dhB * b_A2, axis=1)
-                    if LAST_ONLY:
-                        b_Ag -= b_psi
-                    else:
-                        b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
+                    b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
                     # (Delta_w0 is 0 exactly: the window's first step's share comes directly, below)
                     b_dA -= b_dhB * (b_dtu * tl.where(t > w0, b_cum, 0.0))[:, None]
                     b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
@@ -539,11 +525,8 @@ def _selective_scan_bwd_kernel(
                     b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
                     b_du = b_dt * b_dhBu
                     if HAS_D:
-                        if LAST_ONLY:
-                            b_du += tl.where(t == t_last, b_Ddy_last, 0.0)
-                        else:
-                            b_du += b_D * b_dy
-                            b_dD += b_dy * b_u
+                        b_du += b_D * b_dy
+                        b_dD += b_dy * b_u
                     b_ddt *= b_dsoftplus
                     b_dbias += b_ddt
                     tl.store(du_ptr + o_t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
@@ -556,6 +539,131 @@ def _selective_scan_bwd_kernel(
                 b_dA += b_e * b_h0 * b_dt[:, None]
             # The next chunk's forward pass rewrites the scratch.
             tl.debug_barrier()
+
+        tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
+        if HAS_D:
+            tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
+        if HAS_DELTA_BIAS:
+            tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
+        # The next block reads dB and dC as stored by any thread of this one.
+        tl.debug_barrier()
+
+
+@triton.jit
+def _selective_scan_bwd_last_only_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, delta_bias_ptr, lengths_ptr,
+    dout_ptr, dlast_ptr, ckpt_ptr,
+    du_ptr, ddelta_ptr, dz_ptr,
+    dA_part_ptr, dB_ptr, dC_ptr, dD_part_ptr, dbias_part_ptr,
+    dim, seqlen, dstate, heads, groups, n_ckpt, n_dblocks,
+    stride_Bb, stride_Bg, stride_Bn, stride_Bl, stride_Cb, stride_Cg, stride_Cn, stride_Cl,
+    HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr,
+    HAS_DELTA_BIAS: tl.constexpr,
+    DELTA_SOFTPLUS: tl.constexpr,
+    HAS_DLAST: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr,
+    INT64_OFFSETS: tl.constexpr,
+    CHUNK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    # The backward of the last-position output: one reverse walk per channel block, no forward pass.
+    # The output was read at the row's last step T only, so the adjoint is injected there once
+    # (dh_T = C_T dy_T + d last_state) and then only decays: dh_{t-1} = a_t dh_t, a_t = exp(delta_t A).
+    # The decay's gradient at step t, g_t = dh_t a_t h_{t-1} = dh_t (h_t - x_t) (x_t = delta_t u_t B_t),
+    # needs the state, but S_t = dh_t h_t walks back without it: S_{t-1} = dh_{t-1} h_{t-1} = g_t, so
+    #   g_t = S_t - dh_t x_t,   S_{t-1} = g_t,
+    # one multiply-add per element and step, started at each chunk's last step from the state the
+    # forward stored there (checkpoint k: the state at the end of chunk k, the last one ending at T).
+    # Restarting at every chunk bounds the rounding of the differences (dA ~1e-6 relative, not growing
+    # with L). One exp2 per element; the per-step work is the reverse pass of the full kernel plus S.
+    # The program sums dB and dC over its group's channel blocks itself, as the full kernel does.
+    i_b, i_g = tl.program_id(0) // groups, tl.program_id(0) % groups
+    i_b64 = i_b.to(tl.int64)
+    o_n = tl.arange(0, BLOCK_N)  # [BN]
+    m_n = o_n < dstate
+
+    # 64-bit batch offsets in the scalar base pointers.
+    p_bdl = i_b64 * dim * seqlen  # offset of (b, 0, 0) in u, delta, z and the gradients
+    u_ptr += p_bdl
+    delta_ptr += p_bdl
+    dout_ptr += i_b64 * dim  # dout is (batch, dim)
+    du_ptr += p_bdl
+    ddelta_ptr += p_bdl
+    if HAS_Z:
+        z_ptr += p_bdl
+        dz_ptr += p_bdl
+    (B_ptr, C_ptr, dB_ptr, dC_ptr, dlast_ptr, ckpt_ptr, dA_part_ptr, dD_part_ptr, dbias_part_ptr,
+     n_steps) = _bwd_row(B_ptr, C_ptr, dB_ptr, dC_ptr, dlast_ptr, ckpt_ptr, dA_part_ptr, dD_part_ptr,
+                         dbias_part_ptr, lengths_ptr, i_b, i_g, dim, seqlen, dstate, groups, n_ckpt,
+                         stride_Bb, stride_Bg, stride_Cb, stride_Cg, HAS_LENGTHS)
+    n_chunks = tl.cdiv(n_steps, CHUNK_T)
+    t_last = n_steps - 1
+    o_nl = o_n * seqlen  # [BN] offset of (n, 0) in dB and dC
+    if INT64_OFFSETS:
+        o_nl = o_n.to(tl.int64) * seqlen
+        t_last = tl.cast(t_last, tl.int64)
+    m_n_last = tl.where(t_last >= 0, m_n, False)  # [BN] (none for an empty row)
+    p_Bn = B_ptr + o_n * stride_Bn  # [BN] pointers to (n, 0)
+    b_C_last = tl.load(C_ptr + o_n * stride_Cn + t_last * stride_Cl, mask=m_n_last, other=0.0).to(tl.float32)
+    for i_blk in range(0, n_dblocks):
+        o_d, m_d, p_row, m_dn, o_dn, b_A2, b_D, b_bias = _channel_block(
+            A_ptr, D_ptr, delta_bias_ptr, i_g, i_blk, heads, dim, seqlen, dstate, o_n, m_n, HAS_D,
+            HAS_DELTA_BIAS, INT64_OFFSETS, BLOCK_D)
+        m_acc = m_n & (i_blk > 0)  # [BN] earlier blocks' dB and dC sums to add to
+        m_last = tl.where(t_last >= 0, m_d, False)  # [BD]
+        o_last = p_row + t_last
+        # The readout at T: dC and dz there from the final state, D's share, the adjoint's injection.
+        b_h = tl.load(ckpt_ptr + (n_chunks - 1) * dim * dstate + o_dn, mask=m_dn & m_n_last[None, :],
+                      other=0.0)  # [BD, BN] h_T
+        b_dout = tl.load(dout_ptr + o_d, mask=m_d, other=0.0).to(tl.float32)
+        b_z, b_sig, b_dy = _step_dy(b_dout, z_ptr + o_last, m_last, HAS_Z)
+        b_u = tl.load(u_ptr + o_last, mask=m_last, other=0.0).to(tl.float32)
+        b_ch = tl.sum(b_h * b_C_last[None, :], axis=1)  # [BD] C_T . h_T
+        _store_dC_dz(dC_ptr + o_nl + t_last, tl.sum(b_h * b_dy[:, None], axis=0), m_acc & m_n_last, m_n_last,
+                     dz_ptr + o_last, b_dout, b_ch + b_D * b_u, b_z, b_sig, m_last, HAS_Z)
+        b_dh = b_dy[:, None] * b_C_last[None, :]  # [BD, BN]
+        if HAS_DLAST:
+            b_dh += tl.load(dlast_ptr + o_dn, mask=m_dn, other=0.0).to(tl.float32)
+        b_Ddy = b_D * b_dy  # du's skip term at T
+        b_dD = b_dy * b_u
+        b_dA = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+        b_dbias = tl.zeros([BLOCK_D], dtype=tl.float32)
+        for i_rev in range(0, n_chunks):
+            i_c = n_chunks - 1 - i_rev
+            t0 = i_c * CHUNK_T
+            t1 = tl.minimum(t0 + CHUNK_T, n_steps)
+            if INT64_OFFSETS:
+                i_c = tl.cast(i_c, tl.int64)
+            b_S = b_dh * tl.load(ckpt_ptr + i_c * dim * dstate + o_dn, mask=m_dn, other=0.0)  # [BD, BN]
+            for i_t in range(0, t1 - t0):
+                t = t1 - 1 - i_t
+                if INT64_OFFSETS:
+                    t = tl.cast(t, tl.int64)
+                o_t = p_row + t
+                b_u = tl.load(u_ptr + o_t, mask=m_d, other=0.0).to(tl.float32)  # [BD]
+                b_dt, b_dsoftplus = _step_delta(delta_ptr + o_t, m_d, b_bias, HAS_DELTA_BIAS, DELTA_SOFTPLUS)
+                b_dtu = b_dt * b_u
+                b_Bt = tl.load(p_Bn + t * stride_Bl, mask=m_n, other=0.0).to(tl.float32)  # [BN]
+                b_dhB = b_dh * b_Bt[None, :]  # [BD, BN] dh_t x_t / (delta_t u_t)
+                b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
+                b_S -= b_dhB * b_dtu[:, None]  # g_t
+                # The state before step 0 is 0: no decay gradient there (exactly, not as a difference).
+                b_dt_g = tl.where(t > 0, b_dt, 0.0)
+                b_dA += b_S * b_dt_g[:, None]
+                b_Ag = tl.sum(b_S * b_A2, axis=1)  # [BD] sum_n A g_t (A log2(e) units)
+                b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
+                b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
+                tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
+                b_dh = _exp2(b_dt[:, None] * b_A2) * b_dh
+                b_ddt = (tl.where(t > 0, b_Ag, 0.0) * 0.6931471805599453 + b_u * b_dhBu) * b_dsoftplus
+                b_du = b_dt * b_dhBu
+                if HAS_D:
+                    b_du += tl.where(t == t_last, b_Ddy, 0.0)
+                b_dbias += b_ddt
+                tl.store(du_ptr + o_t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
+                tl.store(ddelta_ptr + o_t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
 
         tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
         if HAS_D:
@@ -621,7 +729,7 @@ def _dummy(t: torch.Tensor) -> torch.Tensor:
 def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state, last_only,
                 store_checkpoints):
     batch, dim, seqlen, dstate, groups = _layout(u, A, B)
-    n_ckpt = num_checkpoints(seqlen) if store_checkpoints else 0
+    n_ckpt = _triton_checkpoints(seqlen, last_only) if store_checkpoints else 0
     if last_only:
         out = u.new_empty(batch, dim)
     else:
@@ -649,6 +757,13 @@ def _triton_fwd(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, re
     return out, last_state, ckpt
 
 
+def _triton_checkpoints(seqlen: int, last_only: bool) -> int:
+    """States the Triton forward stores for its backward: the state entering every chunk after the
+    first, or, with ``last_only``, the state at the end of every chunk (the last ending at the final
+    step: the last-position backward walks back from it)."""
+    return triton.cdiv(seqlen, CHUNK) if last_only else num_checkpoints(seqlen)
+
+
 def _bwd_scratch_elements(block_d: int, dstate: int) -> int:
     """fp32 elements of one backward program's scratch: phi for a chunk, per window of the chunk its
     delta sum, and the states between the windows (the chunk's first and last included)."""
@@ -668,30 +783,30 @@ def _triton_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, ckpt, de
     du, ddelta = per_step(u.shape, dtype=u.dtype, device=u.device), per_step(delta.shape, dtype=delta.dtype,
                                                                               device=u.device)
     dz = read_out(z.shape, dtype=z.dtype, device=u.device) if z is not None else _dummy(u)
-    # What the kernel's forward pass leaves for its reverse pass: one chunk's worth per program.
-    scratch = torch.empty(groups * batch, _bwd_scratch_elements(block_d, dstate), **f32)
-    scratch_size = scratch.shape[1]
     dA_part = torch.empty(batch, dim, dstate, **f32)
     # dB and dC summed over each group's channels by its program, in fp32.
     dB = per_step(batch, groups, dstate, seqlen, **f32)
     dC = read_out(batch, groups, dstate, seqlen, **f32)
     dD_part = torch.empty(batch, dim, **f32) if D is not None else _dummy(dA_part)
     dbias_part = torch.empty(batch, dim, **f32) if delta_bias is not None else _dummy(dA_part)
-    _selective_scan_bwd_kernel[(groups * batch,)](
-        u, delta, A, B, C,
-        _dummy(u) if D is None else D, _dummy(u) if z is None else z,
-        _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
-        dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt,
-        du, ddelta, dz, scratch, dA_part, dB, dC, dD_part, dbias_part,
-        dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], triton.cdiv(dim // groups, block_d),
-        scratch_size,
-        *_bc_strides(B), *_bc_strides(C),
+    args = [u, delta, A, B, C, _dummy(u) if D is None else D, _dummy(u) if z is None else z,
+            _dummy(u) if delta_bias is None else delta_bias, _dummy(u) if lengths is None else lengths,
+            dout, _dummy(dA_part) if dlast_state is None else dlast_state, ckpt, du, ddelta, dz]
+    sizes = [dim, seqlen, dstate, dim // groups, groups, ckpt.shape[1], triton.cdiv(dim // groups, block_d)]
+    if last_only:
+        kernel, windows = _selective_scan_bwd_last_only_kernel, {}
+    else:
+        # What the kernel's forward pass leaves for its reverse pass: one chunk's worth per program.
+        scratch = torch.empty(groups * batch, _bwd_scratch_elements(block_d, dstate), **f32)
+        kernel, windows = _selective_scan_bwd_kernel, dict(WINDOW_T=BWD_WINDOW)
+        args.append(scratch)
+        sizes.append(scratch.shape[1])
+    kernel[(groups * batch,)](
+        *args, dA_part, dB, dC, dD_part, dbias_part, *sizes, *_bc_strides(B), *_bc_strides(C),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_DELTA_BIAS=delta_bias is not None,
-        DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None,
-        HAS_LENGTHS=lengths is not None, LAST_ONLY=last_only,
-        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate),
-        CHUNK_T=CHUNK, WINDOW_T=BWD_WINDOW, BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate),
-        num_warps=BWD_NUM_WARPS,
+        DELTA_SOFTPLUS=delta_softplus, HAS_DLAST=dlast_state is not None, HAS_LENGTHS=lengths is not None,
+        INT64_OFFSETS=_needs_int64_offsets(dim, seqlen, dstate), CHUNK_T=CHUNK, BLOCK_D=block_d,
+        BLOCK_N=triton.next_power_of_2(dstate), num_warps=BWD_NUM_WARPS, **windows,
     )
     # Deterministic reductions of the fp32 partials over the batch: dA, dD, d delta_bias.
     dA = dA_part.sum(0).to(A.dtype)
@@ -711,11 +826,12 @@ def _backend_for(u: torch.Tensor) -> backend.Backend:
     return "torch" if be == "cpu" and u.dtype == torch.float64 else be
 
 
-def _num_saved_checkpoints(u: torch.Tensor, store_checkpoints: bool) -> int:
+def _num_saved_checkpoints(u: torch.Tensor, store_checkpoints: bool, last_only: bool) -> int:
     """States the forward keeps for backward; the compiled CPU backward recomputes from the start."""
-    if not store_checkpoints or _backend_for(u) == "cpu":
+    be = _backend_for(u)
+    if not store_checkpoints or be == "cpu":
         return 0
-    return num_checkpoints(u.shape[2])
+    return _triton_checkpoints(u.shape[2], last_only) if be == "triton" else num_checkpoints(u.shape[2])
 
 
 # ----------------------------------------------------------------------------- torch.library ops
@@ -758,7 +874,8 @@ def _(u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_
     sdt = _state_dtype(u.dtype)
     out = u.new_empty(batch, dim) if last_only else torch.empty_like(u)
     last = u.new_empty((batch, dim, dstate) if return_last_state else (0,), dtype=sdt)
-    ckpt = u.new_empty((batch, _num_saved_checkpoints(u, store_checkpoints), dim, dstate), dtype=sdt)
+    n_ckpt = _num_saved_checkpoints(u, store_checkpoints, last_only)
+    ckpt = u.new_empty((batch, n_ckpt, dim, dstate), dtype=sdt)
     return out, last, ckpt
 
 
@@ -805,7 +922,7 @@ def _(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, lengths, checkpoin
 def _setup_context(ctx, inputs, output) -> None:
     (u, delta, A, B, C, D, z, delta_bias, lengths, delta_softplus, return_last_state, last_only,
      store_checkpoints) = inputs
-    if not store_checkpoints and num_checkpoints(u.shape[2]) > 0:
+    if not store_checkpoints and _num_saved_checkpoints(u, True, last_only) > 0:
         raise RuntimeError("selective_scan_fwd: a gradient was required of a call made with "
                            "store_checkpoints=False")
     ctx.delta_softplus = delta_softplus
@@ -955,7 +1072,7 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
     out = tensor_bytes(dtype, batch, dim) if last_only else seq  # out, dout
     bc = tensor_bytes(dtype, batch, 1, dstate, seqlen)  # B, C and their gradients
     params = tensor_bytes("fp32", dim, dstate) + 2 * tensor_bytes("fp32", dim)  # A, D, delta_bias
-    ckpt = tensor_bytes("fp32", batch, num_checkpoints(seqlen), dim, dstate)
+    ckpt = tensor_bytes("fp32", batch, _triton_checkpoints(seqlen, last_only), dim, dstate)
     fwd_blocks, bwd_blocks = triton.cdiv(dim, fwd_block_d), triton.cdiv(dim, bwd_block_d)
     # dA, dD and d delta_bias per batch element; dB and dC in fp32 (re-reads of a program's own
     # earlier blocks' sums are cache hits, not counted)
@@ -968,15 +1085,20 @@ def _launch_costs(dtype: str, batch: int, dim: int, seqlen: int, dstate: int, fw
                      extra_bytes=ckpt, exp_count=exps, loop_trips=(n_chunks, seqlen))
     # Backward loops: one program per batch element walks the channel blocks (no loop for a single
     # block: the JIT specialises it away), in each the chunks (last to first), in each its windows
-    # and their steps forward, then in reverse. It reads the checkpoints; its scratch, rewritten for
-    # each chunk, is written to memory once at most.
+    # and their steps forward, then in reverse; with last_only, each chunk's steps in reverse only.
+    # It reads the checkpoints; the full kernel's scratch, rewritten for each chunk, is written to
+    # memory once at most.
     bwd_steps, bwd_windows = bwd_blocks * seqlen, bwd_blocks * triton.cdiv(seqlen, BWD_WINDOW)
     block_loop = (bwd_blocks,) if bwd_blocks > 1 else ()
-    scratch = tensor_bytes("fp32", batch, _bwd_scratch_elements(bwd_block_d, dstate))
-    bwd = LaunchCost(shape, programs=batch, io_bytes=6 * seq + out + 4 * bc + 2 * params,
-                     extra_bytes=ckpt + partials + scratch, exp_count=exps,
-                     loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_windows, bwd_steps, bwd_windows,
-                                 bwd_steps))
+    io_bytes = 6 * seq + out + 4 * bc + 2 * params
+    if last_only:
+        bwd = LaunchCost(shape, programs=batch, io_bytes=io_bytes, extra_bytes=ckpt + partials,
+                         exp_count=exps, loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_steps))
+    else:
+        scratch = tensor_bytes("fp32", batch, _bwd_scratch_elements(bwd_block_d, dstate))
+        bwd = LaunchCost(shape, programs=batch, io_bytes=io_bytes, extra_bytes=ckpt + partials + scratch,
+                         exp_count=exps, loop_trips=(*block_loop, bwd_blocks * n_chunks, bwd_windows,
+                                                     bwd_steps, bwd_windows, bwd_steps))
     return fwd, bwd
 
 
@@ -988,7 +1110,7 @@ def compile_specs() -> list[KernelSpec]:
     fwd_block_d = _block_d(FWD_BLOCK_D, dim, 1)
     bwd_block_d = _block_d(BWD_BLOCK_D, dim, 1)
     ints = {"dim": dim, "seqlen": seqlen, "dstate": dstate, "heads": dim, "groups": 1,
-            "n_ckpt": num_checkpoints(seqlen), "n_dblocks": triton.cdiv(dim, bwd_block_d),
+            "n_dblocks": triton.cdiv(dim, bwd_block_d),
             "scratch_size": _bwd_scratch_elements(bwd_block_d, dstate)}
     # B and C as the forward reads them: (batch, L, N) transposed to (batch, N, L), as nn.Mamba's
     # x_proj makes them (other layouts are copied to it first).
@@ -1006,12 +1128,14 @@ def compile_specs() -> list[KernelSpec]:
             *io, "A_ptr", "D_ptr", "delta_bias_ptr", "last_state_ptr", "ckpt_ptr", "dlast_ptr", "dA_part_ptr",
             "scratch_ptr", "dB_ptr", "dC_ptr", "dD_part_ptr", "dbias_part_ptr")}
         pointers["lengths_ptr"] = "i64"
-        fwd_ints = {k: v for k, v in ints.items() if k != "groups"}
-        fwd_ints["n_dblocks"] = triton.cdiv(dim, fwd_block_d)
         for suffix, variant in variants.items():
+            last_only = variant["LAST_ONLY"]
+            n_ckpt = _triton_checkpoints(seqlen, last_only)
+            fwd_ints = {k: v for k, v in ints.items() if k != "groups"}
+            fwd_ints.update(n_ckpt=n_ckpt, n_dblocks=triton.cdiv(dim, fwd_block_d))
             # The cost model's launches: the MDAF shape and a larger one compiled the same way.
             fwd_costs, bwd_costs = zip(*(
-                _launch_costs(dtype, b, dim, length, dstate, fwd_block_d, bwd_block_d, variant["LAST_ONLY"])
+                _launch_costs(dtype, b, dim, length, dstate, fwd_block_d, bwd_block_d, last_only)
                 for b, length in ((batch, seqlen), (batch, 200))), strict=True)
             specs.append(jit_spec(
                 f"selective_scan_fwd[{dtype}{suffix}]", _selective_scan_fwd_kernel,
@@ -1020,9 +1144,11 @@ def compile_specs() -> list[KernelSpec]:
                                 BLOCK_D=fwd_block_d, DSTATE=dstate),
                 num_warps=_fwd_warps(fwd_block_d), costs=fwd_costs))
             specs.append(jit_spec(
-                f"selective_scan_bwd[{dtype}{suffix}]", _selective_scan_bwd_kernel, pointers=pointers,
-                ints={**ints, **bc_ints},
-                constexprs=dict(flags, **variant, HAS_DLAST=False, WINDOW_T=BWD_WINDOW, BLOCK_D=bwd_block_d,
-                                BLOCK_N=triton.next_power_of_2(dstate)),
+                f"selective_scan_bwd[{dtype}{suffix}]",
+                _selective_scan_bwd_last_only_kernel if last_only else _selective_scan_bwd_kernel,
+                pointers=pointers, ints={**ints, **bc_ints, "n_ckpt": n_ckpt},
+                constexprs=dict(flags, HAS_LENGTHS=variant["HAS_LENGTHS"], HAS_DLAST=False,
+                                BLOCK_D=bwd_block_d, BLOCK_N=triton.next_power_of_2(dstate),
+                                **({} if last_only else {"WINDOW_T": BWD_WINDOW})),
                 num_warps=BWD_NUM_WARPS, costs=bwd_costs))
     return specs
