@@ -179,7 +179,9 @@ def cost_step(target: int, out_dir: Path, env: dict[str, str], timeout_s: float)
 def measured_vs_bound(results: dict, cost_rows: list[dict]) -> list[dict]:
     """Each Triton scan / conv benchmark row's median time over the cost model's bound for the same
     launches: the forward kernel for ``forward`` rows, forward plus backward kernels for
-    ``forward_backward`` rows (which time both). Rows whose launches the model did not cost are left out."""
+    ``forward_backward`` rows (which time both); ``forward_backward_last_only`` rows against the
+    last-position kernels' bounds (costed with lengths, which add one load per row). Rows whose
+    launches the model did not cost are left out."""
     bounds = {(row["kernel"], cost["shape"]): cost for row in cost_rows for cost in row.get("costs", [])}
     table = []
     for record in results.get("benchmarks", []):
@@ -193,8 +195,10 @@ def measured_vs_bound(results: dict, cost_rows: list[dict]) -> list[dict]:
         except KeyError:
             continue
         dtype = params.get("dtype_name", "")
-        passes = ("fwd",) if params.get("mode") == "forward" else ("fwd", "bwd")
-        costs = [bounds.get((f"{prefix}_{p}[{dtype}{layout}]", shape)) for p in passes]
+        mode = params.get("mode", "")
+        passes = ("fwd",) if mode == "forward" else ("fwd", "bwd")
+        variant = ",lengths,last_only" if mode.endswith("_last_only") else ""
+        costs = [bounds.get((f"{prefix}_{p}[{dtype}{layout}{variant}]", shape)) for p in passes]
         if median is None or None in costs:
             continue
         bound_s = sum(cost["bound_s"] for cost in costs)

@@ -80,6 +80,8 @@ def test_measured_over_bound_from_fake_timings():
         _bench_row("selective_scan", "forward", "fp32", 600e-6, **scan),
         _bench_row("selective_scan", "forward_backward", "fp32", 3000e-6, **scan),
         _bench_row("causal_conv1d", "forward", "bf16", 40e-6, batch=2048, dim=128, seqlen=50, width=4),
+        # the last-position mode against the last-position kernels' bounds
+        _bench_row("selective_scan", "forward_backward_last_only", "fp32", 900e-6, **scan),
         # not costed: another variant, a shape without a bound, a row without a time
         {**_bench_row("selective_scan", "forward", "fp32", 1.0, **scan),
          "params": {"variant": "eager_reference"}},
@@ -91,14 +93,17 @@ def test_measured_over_bound_from_fake_timings():
         _cost_row("selective_scan_bwd[fp32]", "B2048 D128 L50 N32", 1500e-6, 150e-6),
         _cost_row("causal_conv1d_fwd[bf16,channel-last]", "B2048 D128 L50 W4", 20e-6, 16e-6),
         _cost_row("selective_scan_fwd[bf16]", "B2048 D128 L50 N32", 500e-6, 100e-6),
+        _cost_row("selective_scan_fwd[fp32,lengths,last_only]", "B2048 D128 L50 N32", 200e-6, 100e-6),
+        _cost_row("selective_scan_bwd[fp32,lengths,last_only]", "B2048 D128 L50 N32", 400e-6, 100e-6),
     ]
     table = gpu_check.measured_vs_bound(results, cost_rows)
     assert [row["name"] for row in table] == [
         "selective_scan forward fp32 B2048 D128 L50 N32",
         "selective_scan forward_backward fp32 B2048 D128 L50 N32",
         "causal_conv1d forward bf16 B2048 D128 L50 W4",
+        "selective_scan forward_backward_last_only fp32 B2048 D128 L50 N32",
     ]
-    assert [row["measured_over_bound"] for row in table] == pytest.approx([1.2, 1.5, 2.0])
+    assert [row["measured_over_bound"] for row in table] == pytest.approx([1.2, 1.5, 2.0, 1.5])
     assert table[1]["bound_s"] == pytest.approx(2000e-6)
     assert table[1]["measured_over_floor"] == pytest.approx(12)
     text = gpu_check.format_measured_vs_bound(table)
