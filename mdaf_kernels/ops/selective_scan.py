@@ -650,14 +650,14 @@ def _selective_scan_bwd_last_only_kernel(
                 b_dhBu = tl.sum(b_dhB, axis=1)  # [BD] B_t . dh_t
                 b_S -= b_dhB * b_dtu[:, None]  # g_t
                 # The state before step 0 is 0: no decay gradient there (exactly, not as a difference).
-                b_dt_g = tl.where(t > 0, b_dt, 0.0)
-                b_dA += b_S * b_dt_g[:, None]
+                has_g = tl.where(t > 0, 1.0, 0.0)
+                b_dA += b_S * (b_dt * has_g)[:, None]
                 b_Ag = tl.sum(b_S * b_A2, axis=1)  # [BD] sum_n A g_t (A log2(e) units)
                 b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
                 b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
                 tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
                 b_dh = _exp2(b_dt[:, None] * b_A2) * b_dh
-                b_ddt = (tl.where(t > 0, b_Ag, 0.0) * 0.6931471805599453 + b_u * b_dhBu) * b_dsoftplus
+                b_ddt = (b_Ag * (0.6931471805599453 * has_g) + b_u * b_dhBu) * b_dsoftplus
                 b_du = b_dt * b_dhBu
                 if HAS_D:
                     b_du += tl.where(t == t_last, b_Ddy, 0.0)
