@@ -312,6 +312,27 @@ def _readout_grads(b_h, b_Ct, b_A2, b_dy, b_cum):
 
 
 @triton.jit
+def _store_dB(dB_ptrs, b_dh, b_dtu, m_acc, m_n):
+    """Store one step's dB: this block's share, sum_d dh delta u, plus the earlier blocks' sums."""
+    b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
+    b_dB += tl.load(dB_ptrs, mask=m_acc, other=0.0)
+    tl.store(dB_ptrs, b_dB, mask=m_n)
+
+
+@triton.jit
+def _store_block_partials(dA_part_ptr, dD_part_ptr, dbias_part_ptr, o_dn, m_dn, o_d, m_d, b_dA, b_dD,
+                          b_dbias, HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr):
+    """A channel block's row partials of dA, dD and d delta_bias; then a barrier, as the next block
+    reads dB and dC as stored by any thread of this one."""
+    tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
+    if HAS_D:
+        tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
+    if HAS_DELTA_BIAS:
+        tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
+    tl.debug_barrier()
+
+
+@triton.jit
 def _channel_block(A_ptr, D_ptr, delta_bias_ptr, i_g, i_blk, heads, dim, seqlen, dstate, o_n, m_n,
                    HAS_D: tl.constexpr, HAS_DELTA_BIAS: tl.constexpr, INT64_OFFSETS: tl.constexpr,
                    BLOCK_D: tl.constexpr):
@@ -518,9 +539,7 @@ def _selective_scan_bwd_kernel(
                     b_Ag += tl.load(scratch_ptr + o_phi + (t - t0), mask=m_d, other=0.0) - b_psi
                     # (Delta_w0 is 0 exactly: the window's first step's share comes directly, below)
                     b_dA -= b_dhB * (b_dtu * tl.where(t > w0, b_cum, 0.0))[:, None]
-                    b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
-                    b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
-                    tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
+                    _store_dB(dB_ptr + o_nl + t, b_dh, b_dtu, m_acc, m_n)
                     b_e = _exp2(b_dt[:, None] * b_A2) * b_dh
                     b_ddt = b_Ag * 0.6931471805599453 + b_u * b_dhBu
                     b_du = b_dt * b_dhBu
@@ -540,13 +559,8 @@ def _selective_scan_bwd_kernel(
             # The next chunk's forward pass rewrites the scratch.
             tl.debug_barrier()
 
-        tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
-        if HAS_D:
-            tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
-        if HAS_DELTA_BIAS:
-            tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
-        # The next block reads dB and dC as stored by any thread of this one.
-        tl.debug_barrier()
+        _store_block_partials(dA_part_ptr, dD_part_ptr, dbias_part_ptr, o_dn, m_dn, o_d, m_d, b_dA, b_dD,
+                              b_dbias, HAS_D, HAS_DELTA_BIAS)
 
 
 @triton.jit
@@ -653,9 +667,7 @@ def _selective_scan_bwd_last_only_kernel(
                 has_g = tl.where(t > 0, 1.0, 0.0)
                 b_dA += b_S * (b_dt * has_g)[:, None]
                 b_Ag = tl.sum(b_S * b_A2, axis=1)  # [BD] sum_n A g_t (A log2(e) units)
-                b_dB = tl.sum(b_dh * b_dtu[:, None], axis=0)  # [BN]
-                b_dB += tl.load(dB_ptr + o_nl + t, mask=m_acc, other=0.0)
-                tl.store(dB_ptr + o_nl + t, b_dB, mask=m_n)
+                _store_dB(dB_ptr + o_nl + t, b_dh, b_dtu, m_acc, m_n)
                 b_dh = _exp2(b_dt[:, None] * b_A2) * b_dh
                 b_ddt = (b_Ag * (0.6931471805599453 * has_g) + b_u * b_dhBu) * b_dsoftplus
                 b_du = b_dt * b_dhBu
@@ -665,13 +677,8 @@ def _selective_scan_bwd_last_only_kernel(
                 tl.store(du_ptr + o_t, b_du.to(du_ptr.dtype.element_ty), mask=m_d)
                 tl.store(ddelta_ptr + o_t, b_ddt.to(ddelta_ptr.dtype.element_ty), mask=m_d)
 
-        tl.store(dA_part_ptr + o_dn, b_dA, mask=m_dn)
-        if HAS_D:
-            tl.store(dD_part_ptr + o_d, b_dD, mask=m_d)
-        if HAS_DELTA_BIAS:
-            tl.store(dbias_part_ptr + o_d, b_dbias, mask=m_d)
-        # The next block reads dB and dC as stored by any thread of this one.
-        tl.debug_barrier()
+        _store_block_partials(dA_part_ptr, dD_part_ptr, dbias_part_ptr, o_dn, m_dn, o_d, m_d, b_dA, b_dD,
+                              b_dbias, HAS_D, HAS_DELTA_BIAS)
 
 
 def _fwd_warps(block_d: int) -> int:
